@@ -1,0 +1,40 @@
+"""The ``codex-tools`` command line.
+
+Each subcommand lives in its own module with ``add_parser(subparsers)``, which
+registers it and sets ``handler`` (a function of the parsed namespace returning
+the exit code). Bad input ends in one line on stderr and a non-zero exit, never a
+traceback: subcommands raise :class:`CLIError` for that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["CLIError", "main"]
+
+
+class CLIError(Exception):
+    """A user mistake on the command line: printed as one line, exit status 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from codex_tools._cli import demo
+
+    parser = argparse.ArgumentParser(
+        prog="codex-tools",
+        description="Observable tools for LLM agents.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (demo,):
+        module.add_parser(subparsers)
+    namespace = parser.parse_args(argv)
+    try:
+        code: int = namespace.handler(namespace)
+    except CLIError as error:
+        print(f"codex-tools: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code

@@ -1,0 +1,1 @@
+"""Integrations with other systems, each importable only with its extra."""
