@@ -1,0 +1,142 @@
+"""The auto-run loop: ask the model for a turn, run its tool calls, feed the results back.
+
+One async implementation; :func:`run_auto` drives it with ``asyncio.run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from codex_tools import ToolError, ToolRegistry, default_registry
+from codex_tools._metrics import error_info
+from codex_tools._retry import Backoff, backoff_delay
+from codex_tools.autorun._model import (
+    Conversation,
+    Model,
+    ToolCall,
+    ToolFailure,
+    ToolOutput,
+    ToolResult,
+    TurnRecord,
+    new_id,
+)
+from codex_tools.autorun._result import AutoRunResult, MaxAttemptsReached
+
+__all__ = ["arun_auto", "run_auto"]
+
+
+async def arun_auto(
+    model: Model,
+    input: str,
+    registry: ToolRegistry | None = None,
+    max_attempts: int = 3,
+    backoff: Backoff | None = None,
+    context: Mapping[str, Any] | None = None,
+    *,
+    max_concurrency: int = 8,
+) -> AutoRunResult:
+    """Run ``model`` on ``input`` until it gives a final response, at most ``max_attempts``
+    turns.
+
+    The tool calls of a turn run through ``registry`` (the default registry if ``None``),
+    at most ``max_concurrency`` at a time, each with ``context`` plus ``thread_id``,
+    ``turn_id``, ``call_id``, ``attempt`` (the turn number, from 1) and ``retry``
+    (``attempt > 1``). A call that fails, names an unknown tool or has bad arguments
+    becomes a :class:`ToolFailure` shown to the model in the next turn; cancellation
+    propagates. Between turns the loop waits ``backoff(attempt)`` seconds. Without a final
+    response after ``max_attempts`` turns, :class:`MaxAttemptsReached` carries the partial
+    result.
+    """
+    if not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ValueError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
+    if not isinstance(max_concurrency, int) or max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
+    registry = default_registry() if registry is None else registry
+    base = dict(context or {})
+    thread_id: str | None = base.get("thread_id")
+    limit = asyncio.Semaphore(max_concurrency)
+    history: list[TurnRecord] = []
+    result = AutoRunResult(None, 0, [], [], {}, "", [])
+    for attempt in range(1, max_attempts + 1):
+        conversation = Conversation(
+            input, attempt, thread_id, tuple(registry.tools()), tuple(history)
+        )
+        turn = await model.next_turn(conversation)
+        thread_id = thread_id or turn.thread_id or new_id("thread")
+        turn_id = turn.turn_id or f"turn_{attempt}"
+        result.attempts, result.thread_id = attempt, thread_id
+        result.events.extend(turn.events)
+        for name, count in turn.usage.items():
+            result.usage[name] = result.usage.get(name, 0) + count
+        turn_context = {**base, "thread_id": thread_id, "turn_id": turn_id, "attempt": attempt}
+        turn_context["retry"] = attempt > 1
+        results = await _run_calls(registry, turn.tool_calls, turn_context, limit)
+        history.append(TurnRecord(turn, turn_id, results))
+        for each in results:
+            if isinstance(each, ToolOutput):
+                result.tool_outputs.append(each)
+            else:
+                result.tool_failures.append(each)
+        if turn.final_response is not None:
+            result.final_response = turn.final_response
+            return result
+        if attempt < max_attempts:
+            delay = backoff_delay(backoff, attempt)
+            if delay:
+                await asyncio.sleep(delay)
+    raise MaxAttemptsReached(result)
+
+
+async def _run_calls(
+    registry: ToolRegistry,
+    calls: tuple[ToolCall, ...],
+    context: dict[str, Any],
+    limit: asyncio.Semaphore,
+) -> tuple[ToolResult, ...]:
+    """Run one turn's calls concurrently; results come back in the order of ``calls``."""
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(_run_call(registry, call, context, limit)) for call in calls]
+    return tuple(task.result() for task in tasks)
+
+
+async def _run_call(
+    registry: ToolRegistry, call: ToolCall, context: dict[str, Any], limit: asyncio.Semaphore
+) -> ToolResult:
+    where = (context["turn_id"], context["attempt"])
+    async with limit:
+        try:
+            output = await registry.ainvoke(
+                call.name, call.arguments, {**context, "call_id": call.call_id}
+            )
+        except ToolError as error:
+            info = error_info(error)
+            return ToolFailure(
+                call.call_id, call.name, call.arguments, info["type"], info["message"], *where
+            )
+    return ToolOutput(call.call_id, call.name, call.arguments, output, *where)
+
+
+def run_auto(
+    model: Model,
+    input: str,
+    registry: ToolRegistry | None = None,
+    max_attempts: int = 3,
+    backoff: Backoff | None = None,
+    context: Mapping[str, Any] | None = None,
+    *,
+    max_concurrency: int = 8,
+) -> AutoRunResult:
+    """:func:`arun_auto` from synchronous code (in an event loop of its own)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError("run_auto() cannot run inside an event loop: await arun_auto()")
+    return asyncio.run(
+        arun_auto(
+            model, input, registry, max_attempts, backoff, context, max_concurrency=max_concurrency
+        )
+    )

@@ -1,0 +1,133 @@
+"""What a model and the loop exchange: the conversation in, a turn out, tool results back."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from codex_tools import Tool
+
+__all__ = [
+    "Conversation",
+    "Model",
+    "ToolCall",
+    "ToolFailure",
+    "ToolOutput",
+    "ToolResult",
+    "Turn",
+    "TurnRecord",
+    "Usage",
+]
+
+#: Token counts of a turn or a run, by name (``input_tokens``, ``output_tokens``, ...).
+Usage = dict[str, int]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call the model asks for; ``arguments`` is a mapping or a JSON string, as
+    models send either and the registry validates both."""
+
+    name: str
+    arguments: Mapping[str, Any] | str = dataclasses.field(default_factory=dict)
+    call_id: str = dataclasses.field(default_factory=lambda: new_id("call"))
+
+    @property
+    def arguments_json(self) -> str:
+        """The arguments as the JSON text a chat protocol carries."""
+        if isinstance(self.arguments, str):
+            return self.arguments
+        return json.dumps(dict(self.arguments))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Turn:
+    """One answer of the model: tool calls to run and/or the final response.
+
+    A turn without a final response hands control back to the loop, which runs the calls
+    and asks again. ``events`` keeps what the model emitted, in the Codex event format.
+    """
+
+    tool_calls: tuple[ToolCall, ...] = ()
+    final_response: str | None = None
+    usage: Usage = dataclasses.field(default_factory=dict)
+    turn_id: str | None = None
+    thread_id: str | None = None
+    events: tuple[dict[str, Any], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolOutput:
+    """A tool call that succeeded, with what the tool returned."""
+
+    call_id: str
+    tool: str
+    arguments: Mapping[str, Any] | str
+    output: Any
+    turn_id: str
+    attempt: int
+
+    @property
+    def content(self) -> str:
+        """The output as text for the model (JSON unless the tool returned a string)."""
+        if isinstance(self.output, str):
+            return self.output
+        return json.dumps(self.output, default=str)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolFailure:
+    """A tool call that failed: the model is told the error type and a bounded message,
+    so it can fix its arguments, pick another tool or try again."""
+
+    call_id: str
+    tool: str
+    arguments: Mapping[str, Any] | str
+    error_type: str
+    message: str
+    turn_id: str
+    attempt: int
+
+    @property
+    def content(self) -> str:
+        """The failure as JSON text for the model."""
+        return json.dumps({"error": {"type": self.error_type, "message": self.message}})
+
+
+ToolResult = ToolOutput | ToolFailure
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TurnRecord:
+    """A past turn and the results of its tool calls, in the order the model asked."""
+
+    turn: Turn
+    turn_id: str
+    results: tuple[ToolResult, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Conversation:
+    """Everything a model needs to answer: the input, the tools it may call and the
+    turns so far with their results. A fresh, immutable one is built for every turn."""
+
+    input: str
+    attempt: int
+    thread_id: str | None
+    tools: tuple[Tool, ...]
+    turns: tuple[TurnRecord, ...] = ()
+
+
+@runtime_checkable
+class Model(Protocol):
+    """Anything that, given the conversation so far, returns the model's next turn."""
+
+    async def next_turn(self, conversation: Conversation) -> Turn: ...
