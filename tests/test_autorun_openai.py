@@ -1,0 +1,234 @@
+"""OpenAIChatModel with the real ``openai`` client against a loopback Chat Completions server."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from codex_tools import ToolRegistry, telemetry, tool
+from codex_tools.autorun import OpenAIChatModel, arun_auto, run_auto
+
+Reply = tuple[int, dict[str, Any]]
+
+
+class ChatServer(http.server.ThreadingHTTPServer):
+    """Answers each POST with the next scripted reply and keeps every request body."""
+
+    def __init__(self, replies: list[Reply]) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.replies = list(replies)
+        self.requests: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: ChatServer
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        self.server.paths.append(self.path)
+        self.server.requests.append(json.loads(self.rfile.read(length)))
+        status, body = self.server.replies.pop(0)
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("retry-after-ms", "1")  # the client's retry waits 1 ms, not 0.5 s
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    servers: list[tuple[ChatServer, threading.Thread]] = []
+
+    def start(*replies: Reply) -> ChatServer:
+        server = ChatServer(list(replies))
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return server
+
+    yield start
+    for server, thread in servers:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def completion(
+    n: int, *calls: tuple[str, str, str], content: str | None = None, tokens: int = 10
+) -> Reply:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if calls:
+        message["tool_calls"] = [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
+            for call_id, name, args in calls
+        ]
+    return 200, {
+        "id": f"chatcmpl-{n}",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "test-model",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls" if calls else "stop",
+                "message": message,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": tokens,
+            "completion_tokens": 2,
+            "total_tokens": tokens + 2,
+            "prompt_tokens_details": {"cached_tokens": 1},
+        },
+    }
+
+
+SERVER_ERROR: Reply = (500, {"error": {"message": "overloaded", "type": "server_error"}})
+
+
+def weather_registry() -> ToolRegistry:
+    registry = ToolRegistry()
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    @tool
+    async def weather(city: str) -> dict[str, Any]:
+        """Current weather of a city."""
+        if city == "Atlantis":
+            raise LookupError(f"no station in {city}")
+        return {"city": city, "celsius": 21}
+
+    registry.register(add)
+    registry.register(weather)
+    return registry
+
+
+async def test_a_session_with_a_retried_5xx_and_parallel_tool_calls(serve: Any) -> None:
+    server = serve(
+        SERVER_ERROR,
+        completion(1, ("call_a", "add", '{"a": 2, "b": 3}')),
+        completion(2, ("call_p", "weather", '{"city": "Paris"}'),
+                   ("call_x", "weather", '{"city": "Atlantis"}')),
+        completion(3, content="5, and 21 °C in Paris; Atlantis has no station."),
+    )  # fmt: skip
+    registry = weather_registry()
+    async with openai.AsyncOpenAI(
+        base_url=server.base_url, api_key="sk-test", max_retries=2, timeout=10
+    ) as client:
+        with telemetry.capture(telemetry.TOOL_EVENTS[0]) as starts:
+            result = await arun_auto(
+                OpenAIChatModel("test-model", client=client), "add 2+3, weather", registry=registry
+            )
+
+    assert result.final_response == "5, and 21 °C in Paris; Atlantis has no station."
+    assert result.attempts == 3
+    assert result.usage == {"input_tokens": 30, "output_tokens": 6, "cached_input_tokens": 3}
+    assert [(o.call_id, o.output) for o in result.tool_outputs] == [
+        ("call_a", 5),
+        ("call_p", {"city": "Paris", "celsius": 21}),
+    ]
+    assert [(f.call_id, f.error_type) for f in result.tool_failures] == [
+        ("call_x", "ToolExecutionError")
+    ]
+    tags = [(e.metadata["turn_id"], e.metadata["call_id"], e.metadata["attempt"]) for e in starts]
+    assert sorted(tags) == [
+        ("chatcmpl-1", "call_a", 1),
+        ("chatcmpl-2", "call_p", 2),
+        ("chatcmpl-2", "call_x", 2),
+    ]
+
+    # The server saw the 5xx retried with the same body, then the conversation grow.
+    assert server.paths == ["/v1/chat/completions"] * 4
+    first, retried, second, third = server.requests
+    assert retried == first
+    assert first["model"] == "test-model"
+    assert first["messages"] == [{"role": "user", "content": "add 2+3, weather"}]
+    assert [t["function"]["name"] for t in first["tools"]] == ["add", "weather"]
+    add_spec = first["tools"][0]
+    assert add_spec["type"] == "function"
+    assert add_spec["function"]["description"] == "Add two integers."
+    assert add_spec["function"]["parameters"] == registry.lookup("add").parameters
+    assert second["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_a",
+                    "type": "function",
+                    "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_a", "content": "5"},
+    ]
+    assert second["messages"] == third["messages"][:3]
+    assistant, paris, atlantis = third["messages"][3:]
+    assert [c["id"] for c in assistant["tool_calls"]] == ["call_p", "call_x"]
+    assert paris == {
+        "role": "tool",
+        "tool_call_id": "call_p",
+        "content": '{"city": "Paris", "celsius": 21}',
+    }
+    assert atlantis["tool_call_id"] == "call_x"
+    error = json.loads(atlantis["content"])["error"]
+    assert error["type"] == "ToolExecutionError"
+    assert "LookupError: no station in Atlantis" in error["message"]
+
+
+def test_the_model_opens_its_own_client_from_base_url(serve: Any) -> None:
+    server = serve(
+        completion(1, ("call_1", "teleport", '{"to": "mars"}')),
+        completion(2, content="I cannot teleport."),
+    )
+    result = run_auto(
+        OpenAIChatModel("local-model", base_url=server.base_url),
+        "go to mars",
+        registry=weather_registry(),
+    )
+    assert result.final_response == "I cannot teleport."
+    assert result.tool_failures[0].error_type == "ToolNotFoundError"
+    tool_message = server.requests[1]["messages"][-1]
+    assert json.loads(tool_message["content"])["error"]["type"] == "ToolNotFoundError"
+
+
+def test_a_sync_client_is_run_in_a_worker_thread(serve: Any) -> None:
+    server = serve(SERVER_ERROR, completion(1, content="hello"))
+    with openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=1) as client:
+        result = run_auto(OpenAIChatModel("m", client=client), "hi", registry=ToolRegistry())
+    assert result.final_response == "hello"
+    assert "tools" not in server.requests[-1]  # no tools registered: none offered
+    assert len(server.requests) == 2
+
+
+def test_a_client_and_connection_options_together_are_refused() -> None:
+    client = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="sk-test")
+    with pytest.raises(ValueError, match="either a client or base_url"):
+        OpenAIChatModel("m", client=client, base_url="http://127.0.0.1:9/v1")
+    client.close()
+
+
+def test_without_the_openai_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "openai", None)
+    with pytest.raises(ImportError, match=r"pip install 'codex-tools\[openai\]'"):
+        OpenAIChatModel("m", base_url="http://127.0.0.1:9/v1")
