@@ -2,105 +2,24 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import sys
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
 
+from chat_server import SERVER_ERROR, Servers, completion
 from codex_tools import ToolRegistry, telemetry, tool
 from codex_tools.autorun import OpenAIChatModel, arun_auto, run_auto
 
-Reply = tuple[int, dict[str, Any]]
-
-
-class ChatServer(http.server.ThreadingHTTPServer):
-    """Answers each POST with the next scripted reply and keeps every request body."""
-
-    def __init__(self, replies: list[Reply]) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.replies = list(replies)
-        self.requests: list[dict[str, Any]] = []
-        self.paths: list[str] = []
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: ChatServer
-
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        self.server.paths.append(self.path)
-        self.server.requests.append(json.loads(self.rfile.read(length)))
-        status, body = self.server.replies.pop(0)
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("retry-after-ms", "1")  # the client's retry waits 1 ms, not 0.5 s
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
-def serve() -> Iterator[Any]:
-    servers: list[tuple[ChatServer, threading.Thread]] = []
-
-    def start(*replies: Reply) -> ChatServer:
-        server = ChatServer(list(replies))
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        return server
-
-    yield start
-    for server, thread in servers:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def completion(
-    n: int, *calls: tuple[str, str, str], content: str | None = None, tokens: int = 10
-) -> Reply:
-    message: dict[str, Any] = {"role": "assistant", "content": content}
-    if calls:
-        message["tool_calls"] = [
-            {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
-            for call_id, name, args in calls
-        ]
-    return 200, {
-        "id": f"chatcmpl-{n}",
-        "object": "chat.completion",
-        "created": 1_700_000_000,
-        "model": "test-model",
-        "choices": [
-            {
-                "index": 0,
-                "finish_reason": "tool_calls" if calls else "stop",
-                "message": message,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": tokens,
-            "completion_tokens": 2,
-            "total_tokens": tokens + 2,
-            "prompt_tokens_details": {"cached_tokens": 1},
-        },
-    }
-
-
-SERVER_ERROR: Reply = (500, {"error": {"message": "overloaded", "type": "server_error"}})
+def serve() -> Iterator[Servers]:
+    servers = Servers()
+    yield servers
+    servers.close()
 
 
 def weather_registry() -> ToolRegistry:
@@ -123,7 +42,7 @@ def weather_registry() -> ToolRegistry:
     return registry
 
 
-async def test_a_session_with_a_retried_5xx_and_parallel_tool_calls(serve: Any) -> None:
+async def test_a_session_with_a_retried_5xx_and_parallel_tool_calls(serve: Servers) -> None:
     server = serve(
         SERVER_ERROR,
         completion(1, ("call_a", "add", '{"a": 2, "b": 3}')),
@@ -196,7 +115,7 @@ async def test_a_session_with_a_retried_5xx_and_parallel_tool_calls(serve: Any) 
     assert "LookupError: no station in Atlantis" in error["message"]
 
 
-def test_the_model_opens_its_own_client_from_base_url(serve: Any) -> None:
+def test_the_model_opens_its_own_client_from_base_url(serve: Servers) -> None:
     server = serve(
         completion(1, ("call_1", "teleport", '{"to": "mars"}')),
         completion(2, content="I cannot teleport."),
@@ -212,7 +131,7 @@ def test_the_model_opens_its_own_client_from_base_url(serve: Any) -> None:
     assert json.loads(tool_message["content"])["error"]["type"] == "ToolNotFoundError"
 
 
-def test_a_sync_client_is_run_in_a_worker_thread(serve: Any) -> None:
+def test_a_sync_client_is_run_in_a_worker_thread(serve: Servers) -> None:
     server = serve(SERVER_ERROR, completion(1, content="hello"))
     with openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=1) as client:
         result = run_auto(OpenAIChatModel("m", client=client), "hi", registry=ToolRegistry())
