@@ -13,7 +13,7 @@ from codex_tools import telemetry
 
 __all__ = ["print_calls"]
 
-_PREVIEW = 36
+_PREVIEW = 34
 
 
 def _preview(text: str) -> str:
@@ -47,7 +47,9 @@ def print_calls(console: Console) -> Iterator[None]:
     def show(
         event: telemetry.EventName, measurements: Mapping[str, Any], meta: Mapping[str, Any], _: Any
     ) -> None:
-        console.print(call_line(measurements, meta), highlight=False)
+        console.print(
+            call_line(measurements, meta), highlight=False, no_wrap=True, overflow="ellipsis"
+        )
 
     telemetry.attach_many(handler_id, [telemetry.TOOL_SUCCESS, telemetry.TOOL_FAILURE], show)
     try:
