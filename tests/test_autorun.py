@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -280,6 +282,10 @@ class TestEntryPoints:
             )
         assert caught.value.result.tool_failures[0].error_type == "ToolNotFoundError"
 
+    def test_something_that_is_not_a_model_is_refused(self) -> None:
+        with pytest.raises(TypeError, match="next_turn"):
+            run_auto(object(), "x", registry=ToolRegistry())  # type: ignore[arg-type]
+
     @pytest.mark.parametrize("bad", [0, -1, 1.5])
     def test_bad_limits_are_rejected(self, bad: Any) -> None:
         with pytest.raises(ValueError, match="max_attempts"):
@@ -342,6 +348,34 @@ async def test_cancellation_propagates_and_the_call_is_counted_as_a_failure() ->
     with pytest.raises(asyncio.CancelledError):
         await run
     assert registry.metrics()["hang"]["failure"] == 1
+
+
+INTERRUPTED = """
+from codex_tools import ToolRegistry, tool
+from codex_tools.autorun import ScriptedModel, run_auto
+
+registry = ToolRegistry()
+
+@registry.register
+@tool(quick=True)
+def interrupted() -> None:
+    raise KeyboardInterrupt
+
+call = {"type": "tool.call.required", "call_id": "c1", "tool_name": "interrupted"}
+try:
+    run_auto(ScriptedModel([[call]]), "x", registry=registry)
+except KeyboardInterrupt:
+    print("propagated", registry.metrics()["interrupted"]["failure"])
+"""
+
+
+def test_a_keyboard_interrupt_in_a_tool_propagates_and_is_counted() -> None:
+    # In a child process: a KeyboardInterrupt escaping an asyncio task upsets CPython 3.11's
+    # recursion bookkeeping for the rest of the process (a later ast.parse fails).
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.strip() == "propagated 1", done.stderr
 
 
 async def test_a_hand_written_model_sees_the_results_of_its_calls() -> None:

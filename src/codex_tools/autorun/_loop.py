@@ -49,6 +49,8 @@ async def arun_auto(
     response after ``max_attempts`` turns, :class:`MaxAttemptsReached` carries the partial
     result.
     """
+    if not isinstance(model, Model):
+        raise TypeError(f"a model needs an async next_turn(conversation) method, got {model!r}")
     if not isinstance(max_attempts, int) or max_attempts < 1:
         raise ValueError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
     if not isinstance(max_concurrency, int) or max_concurrency < 1:
