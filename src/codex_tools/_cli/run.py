@@ -37,7 +37,9 @@ def add_parser(subparsers: Any) -> None:
         "with the tools of MODULE, running every tool call it makes.",
     )
     parser.add_argument("prompt", help="the user message")
-    parser.add_argument("--model", required=True, help="the model name the server knows")
+    parser.add_argument(
+        "--model", required=True, metavar="NAME", help="the model name the server knows"
+    )
     parser.add_argument(
         "--tools",
         required=True,
@@ -47,17 +49,23 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--base-url",
+        metavar="URL",
         help="the server's API root, e.g. http://localhost:11434/v1 (default: "
         "$OPENAI_BASE_URL, else OpenAI)",
     )
-    parser.add_argument("--api-key", help="the API key (default: $OPENAI_API_KEY)")
+    parser.add_argument("--api-key", metavar="KEY", help="the API key (default: $OPENAI_API_KEY)")
     parser.add_argument(
-        "--max-attempts", type=_positive, default=8, help="most turns to take (default 8)"
+        "--max-attempts",
+        type=_positive,
+        default=8,
+        metavar="N",
+        help="most turns to take (default 8)",
     )
     parser.add_argument(
         "--max-concurrency",
         type=_positive,
         default=8,
+        metavar="N",
         help="most tool calls of one turn to run at once (default 8)",
     )
     parser.set_defaults(handler=run)

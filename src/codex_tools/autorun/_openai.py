@@ -56,7 +56,7 @@ class OpenAIChatModel:
         self._client = client
         self._base_url = base_url
         self._api_key = api_key or os.environ.get("OPENAI_API_KEY")
-        if self._api_key is None and base_url is not None:
+        if self._api_key is None and (base_url or os.environ.get("OPENAI_BASE_URL")):
             self._api_key = "unused"  # local servers ignore it; the client insists on one
 
     def __repr__(self) -> str:
