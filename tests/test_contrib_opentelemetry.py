@@ -467,7 +467,8 @@ class TestUninstrument:
 
 def test_missing_extra_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "codex_tools.contrib.opentelemetry")
-    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    for name in [n for n in sys.modules if n == "opentelemetry" or n.startswith("opentelemetry.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if never installed
 
     with pytest.raises(ImportError, match=r"pip install 'codex-tools\[otel\]'"):
         importlib.import_module("codex_tools.contrib.opentelemetry")
