@@ -24,6 +24,7 @@ from codex_tools import (
     ToolArgumentsError,
     ToolExecutionError,
     ToolRegistry,
+    ToolTimeoutError,
     telemetry,
     tool,
 )
@@ -201,6 +202,20 @@ class TestSpans:
         (span,) = instrumented.tool_spans()
         assert span.status.status_code is StatusCode.ERROR
         assert (span.attributes or {})["error.type"] == "ToolArgumentsError"
+
+    async def test_timeout_is_a_failed_span_of_type_timeout_error(self, instrumented: Otel) -> None:
+        @tool(timeout=0.01)
+        async def hang() -> None:
+            """Wait for ever."""
+            await asyncio.Event().wait()
+
+        instrumented.registry.register(hang)
+        with pytest.raises(ToolTimeoutError):
+            await instrumented.registry.ainvoke("hang", {})
+
+        (span,) = instrumented.tool_spans()
+        assert span.status.status_code is StatusCode.ERROR
+        assert (span.attributes or {})["error.type"] == "TimeoutError"
 
     def test_each_retry_attempt_is_its_own_span(self, instrumented: Otel) -> None:
         calls = []

@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -100,21 +100,25 @@ class _InFlight:
     token: contextvars.Token[otel_context.Context]
 
 
-@dataclass(eq=False)
 class Instrumentation:
     """Handle returned by :func:`instrument`; ``uninstrument()`` stops it."""
 
-    tracer: Tracer
-    histogram: Histogram
-    capture_content: bool
-    registry: ToolRegistry
-    handler_id: str = field(
-        default_factory=lambda: f"codex_tools.contrib.opentelemetry-{next(_ids)}"
-    )
-    _in_flight: dict[Any, _InFlight] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _closing: bool = field(default=False, repr=False)
-    _end_attached: bool = field(default=False, repr=False)
+    def __init__(
+        self, tracer: Tracer, histogram: Histogram, capture_content: bool, registry: ToolRegistry
+    ) -> None:
+        self.tracer = tracer
+        self.histogram = histogram
+        self.capture_content = capture_content
+        self.registry = registry
+        self.handler_id = f"codex_tools.contrib.opentelemetry-{next(_ids)}"
+        self._in_flight: dict[Any, _InFlight] = {}  # by the events' span_token
+        self._lock = threading.Lock()
+        self._closing = False
+        self._end_attached = False
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "uninstrumented"
+        return f"<Instrumentation {self.handler_id} {state} capture_content={self.capture_content}>"
 
     @property
     def active(self) -> bool:
