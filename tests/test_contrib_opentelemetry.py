@@ -7,6 +7,7 @@ import importlib
 import json
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -326,6 +327,43 @@ class TestNesting:
             parent = tool_spans[parent_id(span)]  # type: ignore[index]
             key = span.name.removeprefix("inner ")
             assert parent.name == f"execute_tool {key.rstrip('0123456789')}"
+
+    def test_tool_that_calls_a_tool_nests_their_spans(self, instrumented: Otel) -> None:
+        registry = instrumented.registry
+        registry.register(add)
+
+        @tool
+        def add_twice(a: int) -> int:
+            """Call another tool."""
+            return int(
+                registry.invoke("add", {"a": registry.invoke("add", {"a": a, "b": a}), "b": a})
+            )
+
+        registry.register(add_twice)
+        assert registry.invoke("add_twice", {"a": 2}) == 6
+
+        outer = by_name(instrumented.finished(), "execute_tool add_twice")
+        inner = [s for s in instrumented.tool_spans() if s.name == "execute_tool add"]
+        assert [parent_id(s) for s in inner] == [span_id(outer)] * 2
+
+    def test_invocations_from_many_threads_each_get_their_own_span(
+        self, instrumented: Otel
+    ) -> None:
+        lookup, _ = child_span_tool(instrumented)
+        instrumented.registry.register(lookup)
+        keys = [f"k{i}" for i in range(32)]
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(
+                pool.map(lambda k: instrumented.registry.invoke("lookup", {"key": k}), keys)
+            )
+
+        assert results == [k.upper() for k in keys]
+        tool_spans = {span_id(s): s for s in instrumented.tool_spans()}
+        inner = [s for s in instrumented.finished() if s.name.startswith("inner ")]
+        assert len(tool_spans) == len(inner) == 32
+        assert all(parent_id(tool_span) is None for tool_span in tool_spans.values())
+        assert {parent_id(s) for s in inner} == set(tool_spans)
 
 
 class TestContent:

@@ -57,7 +57,7 @@ def labels(**kwargs: str) -> frozenset[tuple[str, str]]:
 
 
 @pytest.fixture
-def registry() -> ToolRegistry:
+def exercised() -> ToolRegistry:
     """Tools with known outcomes: two successes, a failure, and a retried success."""
     registry = ToolRegistry()
     attempts: list[int] = []
@@ -114,12 +114,12 @@ def expected_samples(snapshot: dict[str, dict[str, Any]], ns: str) -> Samples:
     return expected
 
 
-def test_scrape_matches_the_snapshot(endpoint: Endpoint, registry: ToolRegistry) -> None:
-    endpoint.collectors.register(ToolMetricsCollector(registry))
+def test_scrape_matches_the_snapshot(endpoint: Endpoint, exercised: ToolRegistry) -> None:
+    endpoint.collectors.register(ToolMetricsCollector(exercised))
 
     scraped = endpoint.scrape()
 
-    snapshot = registry.metrics()
+    snapshot = exercised.metrics()
     assert scraped == pytest.approx(expected_samples(snapshot, "codex_tools"))
     calls = samples_of(scraped, "codex_tools_tool_calls_total")
     assert calls[labels(tool="explode", outcome="failure")] == 2
@@ -131,17 +131,17 @@ def test_scrape_matches_the_snapshot(endpoint: Endpoint, registry: ToolRegistry)
 
 
 def test_each_scrape_reads_the_metrics_of_that_moment(
-    endpoint: Endpoint, registry: ToolRegistry
+    endpoint: Endpoint, exercised: ToolRegistry
 ) -> None:
-    endpoint.collectors.register(ToolMetricsCollector(registry, namespace="agent"))
+    endpoint.collectors.register(ToolMetricsCollector(exercised, namespace="agent"))
     before = endpoint.scrape()
 
-    registry.invoke("add", {"a": 5, "b": 6})
+    exercised.invoke("add", {"a": 5, "b": 6})
     after = endpoint.scrape()
 
     key = ("agent_tool_calls_total", labels(tool="add", outcome="success"))
     assert (before[key], after[key]) == (2, 3)
-    assert after == pytest.approx(expected_samples(registry.metrics(), "agent"))
+    assert after == pytest.approx(expected_samples(exercised.metrics(), "agent"))
 
 
 def test_empty_registry_exposes_no_samples(endpoint: Endpoint) -> None:
@@ -175,9 +175,9 @@ def test_call_in_flight_is_counted_before_any_latency_exists(endpoint: Endpoint)
 
 
 def test_const_labels_tell_worker_processes_apart(
-    endpoint: Endpoint, registry: ToolRegistry
+    endpoint: Endpoint, exercised: ToolRegistry
 ) -> None:
-    endpoint.collectors.register(ToolMetricsCollector(registry, const_labels={"pid": "4242"}))
+    endpoint.collectors.register(ToolMetricsCollector(exercised, const_labels={"pid": "4242"}))
 
     scraped = endpoint.scrape()
 
@@ -187,7 +187,7 @@ def test_const_labels_tell_worker_processes_apart(
         (name, frozenset(kv for kv in sample_labels if kv[0] != "pid")): value
         for (name, sample_labels), value in scraped.items()
     }
-    assert unlabelled == pytest.approx(expected_samples(registry.metrics(), "codex_tools"))
+    assert unlabelled == pytest.approx(expected_samples(exercised.metrics(), "codex_tools"))
 
 
 def test_const_labels_cannot_shadow_our_labels() -> None:
