@@ -149,11 +149,12 @@ class Instrumentation:
         return f"{self.handler_id}:end"
 
     def _attach(self) -> None:
-        telemetry.attach(self._start_id, telemetry.TOOL_START, self._on_start)
+        # The end handler first: every span started must have an end handler to close it.
         telemetry.attach_many(
             self._end_id, [telemetry.TOOL_SUCCESS, telemetry.TOOL_FAILURE], self._on_end
         )
         self._end_attached = True
+        telemetry.attach(self._start_id, telemetry.TOOL_START, self._on_start)
 
     def _detach_end(self) -> None:
         telemetry.detach(self._end_id)
