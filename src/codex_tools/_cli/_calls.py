@@ -13,23 +13,24 @@ from codex_tools import telemetry
 
 __all__ = ["print_calls"]
 
-_PREVIEW = 34
+_FIXED = 46  # the columns before the output or error, for tool names up to 12 characters
 
 
-def _preview(text: str) -> str:
+def _preview(text: str, width: int) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def call_line(measurements: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
-    """``✓ tool  attempt  retry  duration  output`` (or the error), as rich markup; fits
-    80 columns for tool names up to 12 characters."""
+def call_line(measurements: Mapping[str, Any], meta: Mapping[str, Any], width: int = 80) -> str:
+    """``✓ tool  attempt  retry  duration  output`` (or the error) in ``width`` columns,
+    as rich markup."""
     ok = meta["result"] == "ok"
+    room = max(width - _FIXED, 16)
     if ok:
-        mark, detail = "[green]✓[/green]", escape(_preview(repr(meta["output"])))
+        mark, detail = "[green]✓[/green]", escape(_preview(repr(meta["output"]), room))
     else:
         error = meta["error"]
-        text = escape(_preview(f"{type(error).__name__}: {error}"))
+        text = escape(_preview(f"{type(error).__name__}: {error}", room))
         mark, detail = "[red]✗[/red]", f"[red]{text}[/red]"
     attempt = meta["attempt"]
     return (
@@ -47,9 +48,8 @@ def print_calls(console: Console) -> Iterator[None]:
     def show(
         event: telemetry.EventName, measurements: Mapping[str, Any], meta: Mapping[str, Any], _: Any
     ) -> None:
-        console.print(
-            call_line(measurements, meta), highlight=False, no_wrap=True, overflow="ellipsis"
-        )
+        line = call_line(measurements, meta, console.width)
+        console.print(line, highlight=False, no_wrap=True, overflow="ellipsis")
 
     telemetry.attach_many(handler_id, [telemetry.TOOL_SUCCESS, telemetry.TOOL_FAILURE], show)
     try:
