@@ -151,3 +151,28 @@ def test_without_the_openai_extra_the_error_names_it(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "openai", None)
     with pytest.raises(ImportError, match=r"pip install 'codex-tools\[openai\]'"):
         OpenAIChatModel("m", base_url="http://127.0.0.1:9/v1")
+
+
+async def test_a_server_error_that_outlasts_the_client_retries_ends_the_run(
+    serve: Servers,
+) -> None:
+    server = serve(SERVER_ERROR, SERVER_ERROR)
+    async with openai.AsyncOpenAI(
+        base_url=server.base_url, api_key="sk-test", max_retries=1, timeout=10
+    ) as client:
+        with pytest.raises(openai.InternalServerError):
+            await arun_auto(OpenAIChatModel("m", client=client), "hi", registry=ToolRegistry())
+    assert len(server.requests) == 2
+
+
+def test_a_disabled_tool_is_not_offered(serve: Servers) -> None:
+    registry = weather_registry()
+
+    @tool(enabled=False)
+    def launch() -> None:
+        """Not today."""
+
+    registry.register(launch)
+    server = serve(completion(1, content="no launch"))
+    run_auto(OpenAIChatModel("m", base_url=server.base_url), "launch", registry=registry)
+    assert [t["function"]["name"] for t in server.requests[0]["tools"]] == ["add", "weather"]
