@@ -11,8 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib import import_module
 
-__all__ = ["CLIError", "main"]
+__all__ = ["SUBCOMMANDS", "CLIError", "main"]
+
+#: Module names under ``codex_tools._cli``, one per subcommand, in help order.
+SUBCOMMANDS = ("demo",)
 
 
 class CLIError(Exception):
@@ -20,15 +24,13 @@ class CLIError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from codex_tools._cli import demo
-
     parser = argparse.ArgumentParser(
         prog="codex-tools",
         description="Observable tools for LLM agents.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo,):
-        module.add_parser(subparsers)
+    for command in SUBCOMMANDS:
+        import_module(f"codex_tools._cli.{command}").add_parser(subparsers)
     namespace = parser.parse_args(argv)
     try:
         code: int = namespace.handler(namespace)

@@ -1,0 +1,216 @@
+"""Per-tool metrics: counters striped per thread, merged when a snapshot is taken.
+
+Every thread that invokes a tool writes only to its own shard of that tool's stats, so
+the call path takes no lock and loses no update, with or without the GIL (a shard has one
+writer; readers only sum). The exception is what only the latest event decides,
+``last_error`` and ``consecutive_failures``: they change under a per-tool lock, taken only
+when a call fails or succeeds right after failures.
+
+``in_flight`` is derived as ``started - success - failure``. A snapshot reads the outcomes
+before the starts, and a call is started before it ends, so the contract's invariant
+``success + failure + in_flight == started`` holds at any moment by construction.
+``reset`` swaps in new stats: calls in flight across it finish on the old ones, unseen.
+
+Latency percentiles come from a log-bucketed histogram over nanoseconds: 16 buckets per
+power of two, each reported at its midpoint, so the relative error is at most 1/32
+(3.1%), and a tool never has more than ~1,000 buckets however many calls it sees.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+__all__ = ["MetricsStore", "Shard", "ToolStats", "bucket_index", "bucket_value", "error_info"]
+
+_SUB_BITS = 4  # 2**4 buckets per power of two
+_EXACT = 1 << (_SUB_BITS + 1)  # values below this get a bucket each
+MAX_ERROR_MESSAGE = 1000
+PERCENTILES = (("p50_latency_ms", 0.50), ("p95_latency_ms", 0.95), ("p99_latency_ms", 0.99))
+
+
+def bucket_index(ns: int) -> int:
+    """The histogram bucket of a duration: monotone in ``ns``, 16 per power of two."""
+    shift = ns.bit_length() - _SUB_BITS - 1
+    return ns if shift <= 0 else (shift << _SUB_BITS) + (ns >> shift)
+
+
+def bucket_value(index: int) -> float:
+    """The midpoint of a bucket, in ns (exact below 32 ns)."""
+    if index < _EXACT:
+        return float(index)
+    shift = (index >> _SUB_BITS) - 1
+    return ((index - (shift << _SUB_BITS)) + 0.5) * (1 << shift)
+
+
+def _message(error: BaseException) -> str:
+    try:
+        text = str(error)
+    except Exception:  # noqa: BLE001  (a broken __str__ must not hide the failure)
+        return f"<unprintable {type(error).__name__}>"
+    if not isinstance(text, str):  # pragma: no cover  (str() guarantees a str)
+        return repr(text)[:MAX_ERROR_MESSAGE]
+    return text if len(text) <= MAX_ERROR_MESSAGE else text[: MAX_ERROR_MESSAGE - 1] + "…"
+
+
+def error_info(error: BaseException, type_name: str | None = None) -> dict[str, str]:
+    """``{"type", "message"}`` of an error: bounded, and holding no exception object."""
+    return {"type": type_name or type(error).__name__, "message": _message(error)}
+
+
+class Shard:
+    """One thread's counters for one tool. Only that thread writes it."""
+
+    __slots__ = (
+        "failure",
+        "hist",
+        "max_ns",
+        "min_ns",
+        "owner",
+        "retries",
+        "started",
+        "success",
+        "total_ns",
+    )
+
+    def __init__(self, owner: int) -> None:
+        self.owner = owner
+        self.started = 0
+        self.success = 0
+        self.failure = 0
+        self.retries = 0
+        self.total_ns = 0
+        self.min_ns = -1
+        self.max_ns = -1
+        self.hist: dict[int, int] = {}
+
+    def observe(self, ns: int) -> None:
+        """Add one duration to the latency figures."""
+        self.total_ns += ns
+        if ns < self.min_ns or self.min_ns < 0:
+            self.min_ns = ns
+        self.max_ns = max(self.max_ns, ns)
+        index = bucket_index(ns)
+        hist = self.hist
+        hist[index] = hist.get(index, 0) + 1
+
+
+class ToolStats:
+    """All shards of one tool, plus what only the most recent call decides."""
+
+    __slots__ = ("consecutive_failures", "last_error", "last_ns", "lock", "shards")
+
+    def __init__(self) -> None:
+        self.shards: dict[int, Shard] = {}
+        self.lock = threading.Lock()
+        self.last_ns = -1
+        self.last_error: dict[str, str] | None = None
+        self.consecutive_failures = 0
+
+    def new_shard(self, owner: int) -> Shard:
+        """The calling thread's shard, made on its first call."""
+        with self.lock:
+            shard = self.shards.get(owner)
+            if shard is None:
+                shard = self.shards[owner] = Shard(owner)
+        return shard
+
+    def succeeded(self) -> None:
+        """A success ends a run of failures."""
+        if self.consecutive_failures:
+            with self.lock:
+                self.consecutive_failures = 0
+
+    def failed(self, info: dict[str, str]) -> None:
+        with self.lock:
+            self.consecutive_failures += 1
+            self.last_error = info
+
+    def snapshot(self) -> dict[str, Any]:
+        shards = list(self.shards.values())
+        success = failure = retries = total_ns = 0
+        low = high = -1
+        hist: dict[int, int] = {}
+        for shard in shards:
+            success += shard.success
+            failure += shard.failure
+            retries += shard.retries
+            total_ns += shard.total_ns
+            if shard.min_ns >= 0 and (low < 0 or shard.min_ns < low):
+                low = shard.min_ns
+            high = max(high, shard.max_ns)
+            for index, count in shard.hist.copy().items():
+                hist[index] = hist.get(index, 0) + count
+        started = sum(shard.started for shard in shards)  # read last: see the module doc
+        ended = success + failure
+        return {
+            "success": success,
+            "failure": failure,
+            "last_error": self.last_error,
+            "last_latency_ms": None if self.last_ns < 0 else self.last_ns / 1e6,
+            "total_latency_ms": total_ns / 1e6,
+            "retries": retries,
+            "consecutive_failures": self.consecutive_failures,
+            "in_flight": started - ended,
+            "min_latency_ms": None if low < 0 else low / 1e6,
+            "max_latency_ms": None if high < 0 else high / 1e6,
+            **_percentiles(hist, low, high),
+            "success_rate": success / ended if ended else None,
+        }
+
+
+def _percentiles(hist: dict[int, int], low: int, high: int) -> dict[str, float | None]:
+    """Nearest-rank percentiles, each the midpoint of its bucket clamped to [min, max]."""
+    total = sum(hist.values())
+    if not total:
+        return {key: None for key, _ in PERCENTILES}
+    result: dict[str, float | None] = {}
+    wanted = iter(PERCENTILES)
+    key, quantile = next(wanted)
+    seen = 0
+    for index in sorted(hist):
+        seen += hist[index]
+        while seen >= math.ceil(quantile * total):
+            result[key] = min(max(bucket_value(index), low), high) / 1e6
+            try:
+                key, quantile = next(wanted)
+            except StopIteration:
+                return result
+    return result  # pragma: no cover  (the last bucket reaches every rank)
+
+
+class MetricsStore:
+    """The stats of every tool of one registry, keyed by name."""
+
+    __slots__ = ("_lock", "_stats")
+
+    def __init__(self) -> None:
+        self._stats: dict[str, ToolStats] = {}
+        self._lock = threading.Lock()
+
+    def stats(self, name: str) -> ToolStats:
+        """The stats of ``name``, made on its first counted call."""
+        stats = self._stats.get(name)
+        if stats is None:
+            with self._lock:
+                stats = self._stats.setdefault(name, ToolStats())
+        return stats
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return {name: stats.snapshot() for name, stats in list(self._stats.items())}
+
+    def reset(self) -> None:
+        with self._lock:
+            self._stats = {}
+
+    def after_fork_in_child(self) -> None:
+        """Fresh locks (one may have been held at the fork); calls that were in flight in
+        the parent's other threads will never end here, so they stop counting as such."""
+        self._lock = threading.Lock()
+        me = threading.get_ident()
+        for stats in self._stats.values():
+            stats.lock = threading.Lock()
+            for shard in stats.shards.values():
+                if shard.owner != me:
+                    shard.started = shard.success + shard.failure

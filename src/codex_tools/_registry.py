@@ -1,0 +1,503 @@
+"""The tool registry: registration, invocation and the metrics of every call.
+
+Invocation is one core shared by two thin drivers. ``_begin`` (count the start, emit the
+start event), ``_arguments`` (validate, inject the context), ``_succeed`` and ``_fail``
+(count the end, emit the end event, apply ``on_error``) do no I/O; ``invoke`` and
+``ainvoke`` only add how the tool is called and how a retry waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import dataclasses
+import itertools
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from codex_tools import telemetry as _telemetry
+from codex_tools._errors import (
+    ToolAlreadyRegisteredError,
+    ToolArgumentsError,
+    ToolDisabledError,
+    ToolExecutionError,
+    ToolNotFoundError,
+    ToolTimeoutError,
+)
+from codex_tools._metrics import MetricsStore, Shard, ToolStats, error_info
+from codex_tools._retry import backoff_delay
+from codex_tools._tool import Tool, ToolContext, tool
+
+__all__ = ["ToolHandle", "ToolRegistry"]
+
+T = TypeVar("T")
+
+_perf_ns = time.perf_counter_ns
+_get_ident = threading.get_ident
+_span_tokens = itertools.count(1)
+_TOOL_START, _TOOL_SUCCESS, _TOOL_FAILURE = _telemetry.TOOL_EVENTS
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolHandle:
+    """What :meth:`ToolRegistry.register` returns; deregisters exactly that registration."""
+
+    name: str
+    tool: Tool
+
+
+class _DeadlineExceeded(Exception):
+    """Our own timeout fired (as opposed to the tool raising ``TimeoutError`` itself)."""
+
+
+class ToolRegistry:
+    """A set of tools and the metrics of their calls; instances are fully isolated."""
+
+    def __init__(self) -> None:
+        self._tools: dict[str, Tool] = {}
+        self._lock = threading.Lock()
+        self._metrics = MetricsStore()
+        _registries.add(self)
+
+    def __repr__(self) -> str:
+        return f"<ToolRegistry tools={sorted(self._tools)}>"
+
+    # -- registration -------------------------------------------------------------------
+
+    def register(
+        self,
+        fn: Tool | Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        replace: bool = False,
+    ) -> ToolHandle:
+        """Register a :class:`Tool` or a plain callable (made into one with :func:`tool`).
+
+        ``name`` and ``description`` override the tool's own. A name in use raises
+        :class:`ToolAlreadyRegisteredError` unless ``replace`` is true.
+        """
+        if isinstance(fn, Tool):
+            new = fn
+            if name is not None or description is not None:
+                new = Tool(
+                    name=fn.name if name is None else name,
+                    fn=fn.fn,
+                    description=fn.description if description is None else description,
+                    parameters=fn.parameters,
+                    metadata=fn.metadata,
+                    enabled=fn.enabled,
+                    on_error=fn.on_error,
+                    timeout=fn.timeout,
+                    retry=fn.retry,
+                    quick=fn.quick,
+                )
+        else:
+            new = tool(name=name, description=description)(fn)
+        with self._lock:
+            if not replace and new.name in self._tools:
+                raise ToolAlreadyRegisteredError(
+                    f"a tool named {new.name!r} is already registered", tool=new.name
+                )
+            self._tools[new.name] = new
+        return ToolHandle(new.name, new)
+
+    def deregister(self, tool: ToolHandle | Tool | str) -> None:
+        """Remove a tool by handle, ``Tool`` or name. Its metrics stay until a reset;
+        a call already running finishes and is counted."""
+        name = tool if isinstance(tool, str) else tool.name
+        expected = tool.tool if isinstance(tool, ToolHandle) else tool
+        with self._lock:
+            current = self._tools.get(name)
+            if current is None or (isinstance(expected, Tool) and current is not expected):
+                raise ToolNotFoundError(f"no tool {name!r} to deregister", tool=name)
+            del self._tools[name]
+
+    def lookup(self, name: str) -> Tool:
+        """The registered tool called ``name``."""
+        try:
+            found = self._tools.get(name)
+        except TypeError:  # an unhashable "name"
+            found = None
+        if found is None:
+            raise ToolNotFoundError(f"no tool named {name!r} is registered", tool=_name(name))
+        return found
+
+    def tools(self) -> list[Tool]:
+        """The registered tools, in registration order (a copy)."""
+        return list(self._tools.values())
+
+    # -- metrics ------------------------------------------------------------------------
+
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """A JSON-serialisable snapshot of every tool's counters, keyed by tool name."""
+        return self._metrics.snapshot()
+
+    def reset_metrics(self) -> None:
+        """Start every counter afresh; calls in flight now are not counted after it."""
+        self._metrics.reset()
+
+    # -- invocation ---------------------------------------------------------------------
+
+    def invoke(
+        self,
+        name: str,
+        args: Mapping[str, Any] | str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Call a tool and return its output; an async tool is run to completion."""
+        tool = self._resolve(name, context)
+        attempt = 0
+        while True:
+            try:
+                return self._attempt(tool, args, context, attempt)
+            except ToolExecutionError as error:
+                attempt += 1
+                delay = _retry_delay(tool, error, attempt)
+                if delay is None:
+                    raise
+                if delay:
+                    time.sleep(delay)
+
+    async def ainvoke(
+        self,
+        name: str,
+        args: Mapping[str, Any] | str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Call a tool without blocking the event loop: a sync tool runs in a worker
+        thread (under a copy of the context) unless it is marked ``quick``."""
+        tool = self._resolve(name, context)
+        attempt = 0
+        while True:
+            try:
+                return await self._aattempt(tool, args, context, attempt)
+            except ToolExecutionError as error:
+                attempt += 1
+                delay = _retry_delay(tool, error, attempt)
+                if delay is None:
+                    raise
+                if delay:
+                    await asyncio.sleep(delay)
+
+    def _attempt(
+        self,
+        tool: Tool,
+        args: Mapping[str, Any] | str | None,
+        context: Mapping[str, Any] | None,
+        k: int,
+    ) -> Any:
+        stats, shard, tags, meta = self._begin(tool, args, context, k)
+        start = _perf_ns()
+        try:
+            kwargs = _arguments(tool, args, context, tags)
+            if tool.is_async:
+                output = _run_coroutine(lambda: _call_async(tool, kwargs))
+            elif tool.timeout is not None:
+                output = _call_in_thread(tool, kwargs)
+            else:
+                output = tool.fn(**kwargs)
+        except BaseException as error:  # noqa: BLE001  (every end is counted; _fail re-raises)
+            return _fail(tool, stats, shard, meta, error, _perf_ns() - start, context, tags)
+        _succeed(stats, shard, meta, output, _perf_ns() - start)
+        return output
+
+    async def _aattempt(
+        self,
+        tool: Tool,
+        args: Mapping[str, Any] | str | None,
+        context: Mapping[str, Any] | None,
+        k: int,
+    ) -> Any:
+        stats, shard, tags, meta = self._begin(tool, args, context, k)
+        start = _perf_ns()
+        try:
+            kwargs = _arguments(tool, args, context, tags)
+            if tool.quick and not tool.is_async and tool.timeout is None:
+                output = tool.fn(**kwargs)
+            else:
+                output = await _call_async(tool, kwargs)
+        except BaseException as error:  # noqa: BLE001  (every end is counted; _fail re-raises)
+            return _fail(tool, stats, shard, meta, error, _perf_ns() - start, context, tags)
+        _succeed(stats, shard, meta, output, _perf_ns() - start)
+        return output
+
+    def _resolve(self, name: str, context: Mapping[str, Any] | None) -> Tool:
+        """The tool to call, or the caller's error; neither creates a metrics entry."""
+        tool = self.lookup(name)
+        enabled = tool.enabled
+        if enabled is True:
+            return tool
+        if enabled is not False:
+            tags = _tags(context, 0)
+            try:
+                enabled = bool(enabled(_tool_context(tool, context, tags)))
+            except Exception as error:
+                raise ToolDisabledError(
+                    f"the enabled check of tool {tool.name!r} raised {type(error).__name__}",
+                    tool=tool.name,
+                ) from error
+            if enabled:
+                return tool
+        raise ToolDisabledError(f"tool {tool.name!r} is disabled", tool=tool.name)
+
+    def _begin(
+        self, tool: Tool, args: Any, context: Mapping[str, Any] | None, k: int
+    ) -> tuple[ToolStats, Shard, tuple[int | None, bool], dict[str, Any] | None]:
+        """Count the start and announce it; what the end of the call needs is returned."""
+        stats = self._metrics.stats(tool.name)
+        ident = _get_ident()
+        shard = stats.shards.get(ident) or stats.new_shard(ident)
+        tags = _tags(context, k)
+        shard.started += 1
+        if tags[1]:
+            shard.retries += 1
+        meta = None
+        if _telemetry._tool_events_watched:
+            meta = _start_metadata(tool, args, context, tags)
+            if _TOOL_START in _telemetry._table:
+                now = time.monotonic_ns()
+                _telemetry.execute(
+                    _TOOL_START, {"system_time": time.time_ns(), "monotonic_time": now}, meta
+                )
+        return stats, shard, tags, meta
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._metrics.after_fork_in_child()
+
+
+_registries: weakref.WeakSet[ToolRegistry] = weakref.WeakSet()
+
+
+def _reinit_after_fork() -> None:
+    for registry in list(_registries):
+        registry._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_after_fork)
+
+
+def _name(name: object) -> str | None:
+    return name if isinstance(name, str) else None
+
+
+def _tags(context: Mapping[str, Any] | None, k: int) -> tuple[int | None, bool]:
+    """``(attempt, retry)`` of the ``k``-th try (0-based) under the caller's context.
+
+    The first try carries the caller's attempt (``None`` if not given) and ``retry``
+    (``attempt > 1`` unless the caller says); a policy's later tries count on from it.
+    """
+    if context is None:
+        return (None, False) if k == 0 else (1 + k, True)
+    attempt = context.get("attempt")
+    if k:
+        return (attempt if isinstance(attempt, int) else 1) + k, True
+    retry = context.get("retry")
+    if retry is None:
+        retry = isinstance(attempt, int) and attempt > 1
+    return attempt, bool(retry)
+
+
+def _tool_context(
+    tool: Tool, context: Mapping[str, Any] | None, tags: tuple[int | None, bool]
+) -> ToolContext:
+    return ToolContext({**(context or {}), "tool": tool.name, "attempt": tags[0], "retry": tags[1]})
+
+
+def _arguments(
+    tool: Tool, args: Any, context: Mapping[str, Any] | None, tags: tuple[int | None, bool]
+) -> dict[str, Any]:
+    """Validated keyword arguments, with the context injected where the tool asks."""
+    signature = tool._signature
+    try:
+        if args is None:
+            args = {}
+        if isinstance(args, str | bytes | bytearray):
+            kwargs: dict[str, Any] = signature.validator.validate_json(args)
+        elif isinstance(args, Mapping):
+            kwargs = signature.validator.validate_python(args)
+        else:
+            raise ToolArgumentsError(
+                f"arguments of tool {tool.name!r} must be a mapping or a JSON object string, "
+                f"not {type(args).__name__}",
+                tool=tool.name,
+            )
+    except ValidationError as error:
+        problems = error.errors(include_url=False, include_input=False, include_context=False)
+        summary = "; ".join(
+            f"{'.'.join(map(str, problem['loc'])) or 'arguments'}: {problem['msg']}"
+            for problem in problems[:5]
+        )
+        raise ToolArgumentsError(
+            f"invalid arguments for tool {tool.name!r}: {summary}"[:1000],
+            tool=tool.name,
+            errors=[dict(problem) for problem in problems],
+        ) from error
+    if signature.context_param is not None:
+        kwargs[signature.context_param] = _tool_context(tool, context, tags)
+    return kwargs
+
+
+def _start_metadata(
+    tool: Tool, args: Any, context: Mapping[str, Any] | None, tags: tuple[int | None, bool]
+) -> dict[str, Any]:
+    ctx = context or {}
+    return {
+        "tool": tool.name,
+        "metadata": tool.metadata,
+        "arguments": args,
+        "retry": tags[1],
+        "attempt": tags[0],
+        "call_id": ctx.get("call_id"),
+        "thread_id": ctx.get("thread_id"),
+        "turn_id": ctx.get("turn_id"),
+        "originator": "sdk",
+        "span_token": next(_span_tokens),
+    }
+
+
+def _end_measurements(duration: int) -> dict[str, Any]:
+    return {
+        "system_time": time.time_ns(),
+        "monotonic_time": time.monotonic_ns(),
+        "duration": duration,
+        "duration_ms": duration / 1e6,
+    }
+
+
+def _succeed(
+    stats: ToolStats, shard: Shard, meta: dict[str, Any] | None, output: Any, duration: int
+) -> None:
+    shard.success += 1
+    shard.observe(duration)
+    stats.last_ns = duration
+    stats.succeeded()
+    if meta is not None and _TOOL_SUCCESS in _telemetry._table:
+        _telemetry.execute(
+            _TOOL_SUCCESS,
+            _end_measurements(duration),
+            {**meta, "output": output, "result": "ok"},
+        )
+
+
+def _fail(
+    tool: Tool,
+    stats: ToolStats,
+    shard: Shard,
+    meta: dict[str, Any] | None,
+    error: BaseException,
+    duration: int,
+    context: Mapping[str, Any] | None,
+    tags: tuple[int | None, bool],
+) -> Any:
+    """End a failed call: its output if ``on_error`` supplies one, else raise.
+
+    Argument errors and cancellations (any non-``Exception``) propagate unchanged;
+    anything the tool raised becomes a :class:`ToolExecutionError` with it as the cause.
+    """
+    raised: BaseException = error
+    if isinstance(error, Exception) and not isinstance(error, ToolArgumentsError):
+        timed_out = isinstance(error, _DeadlineExceeded)
+        if timed_out:
+            error = TimeoutError(f"tool {tool.name!r} timed out after {tool.timeout} s")
+        if tool.on_error is not None:
+            try:
+                output = tool.on_error(error, _tool_context(tool, context, tags))
+            except Exception as handled:  # noqa: BLE001  (on_error re-raising is a failure)
+                timed_out = timed_out and handled is error
+                error = handled
+            else:
+                _succeed(stats, shard, meta, output, duration)
+                return output
+        info = error_info(error)
+        raised = (
+            ToolTimeoutError(info["message"], tool=tool.name)
+            if timed_out
+            else ToolExecutionError(
+                f"tool {tool.name!r} failed: {info['type']}: {info['message']}", tool=tool.name
+            )
+        )
+    shard.failure += 1
+    shard.observe(duration)
+    stats.last_ns = duration
+    stats.failed(error_info(error))
+    if meta is not None and _TOOL_FAILURE in _telemetry._table:
+        _telemetry.execute(
+            _TOOL_FAILURE,
+            _end_measurements(duration),
+            {**meta, "error": error, "result": "error"},
+        )
+    if raised is error:
+        raise error
+    raise raised from error
+
+
+def _retry_delay(tool: Tool, error: ToolExecutionError, attempt: int) -> float | None:
+    """Seconds to wait before another try after ``attempt`` failed, or None to give up."""
+    policy = tool.retry
+    cause = error.__cause__
+    if policy is None or cause is None or not policy.should_retry(cause, attempt):
+        return None
+    return backoff_delay(policy.backoff, attempt)
+
+
+async def _call_async(tool: Tool, kwargs: dict[str, Any]) -> Any:
+    """Await the tool (a sync one in a worker thread), cancelling it at its deadline."""
+    if tool.is_async:
+        work: Coroutine[Any, Any, Any] = tool.fn(**kwargs)
+    else:
+        work = asyncio.to_thread(tool.fn, **kwargs)
+    if tool.timeout is None:
+        return await work
+    scope = asyncio.timeout(tool.timeout)
+    try:
+        async with scope:
+            return await work
+    except TimeoutError:
+        if scope.expired():
+            raise _DeadlineExceeded from None
+        raise
+
+
+def _run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from sync code, in a thread of its own if this one
+    already runs an event loop (which cannot be re-entered)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    return _in_thread(lambda: asyncio.run(make()), None)
+
+
+def _call_in_thread(tool: Tool, kwargs: dict[str, Any]) -> Any:
+    """A sync tool with a timeout: the caller waits at most ``timeout``; the thread runs
+    on to completion in the background (Python cannot stop it) and its result is dropped."""
+    return _in_thread(lambda: tool.fn(**kwargs), tool.timeout)
+
+
+def _in_thread(function: Callable[[], T], timeout: float | None) -> T:
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            future.set_result(context.run(function))
+        except BaseException as error:  # noqa: BLE001  (handed to the waiting caller)
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="codex-tools-call", daemon=True).start()
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        if future.done():
+            raise
+        raise _DeadlineExceeded from None
