@@ -16,7 +16,7 @@ from importlib import import_module
 __all__ = ["SUBCOMMANDS", "CLIError", "main"]
 
 #: Module names under ``codex_tools._cli``, one per subcommand, in help order.
-SUBCOMMANDS = ("demo",)
+SUBCOMMANDS = ("demo", "mcp", "metrics")
 
 
 class CLIError(Exception):
