@@ -64,13 +64,19 @@ class ToolContext(Mapping[str, Any]):
         return bool(self._data.get("retry"))
 
 
-def is_async_callable(fn: Callable[..., Any]) -> bool:
-    """The one place that decides whether calling ``fn`` gives a coroutine to await."""
+def _underlying(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The function that really runs: through partials, and to a callable object's method."""
     while isinstance(fn, functools.partial):
         fn = fn.func
-    return inspect.iscoroutinefunction(fn) or (
-        not inspect.isroutine(fn) and inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
-    )
+    if not inspect.isroutine(fn) and not isinstance(fn, type):
+        call: Callable[..., Any] = type(fn).__call__
+        return call
+    return fn
+
+
+def is_async_callable(fn: Callable[..., Any]) -> bool:
+    """The one place that decides whether calling ``fn`` gives a coroutine to await."""
+    return inspect.iscoroutinefunction(_underlying(fn))
 
 
 _SECTION = re.compile(r"^(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?):\s*$")
@@ -120,7 +126,7 @@ class _Signature:
 def _build_signature(fn: Callable[..., Any], name: str, param_docs: dict[str, str]) -> _Signature:
     try:
         signature = inspect.signature(fn)
-        hints = typing.get_type_hints(fn, include_extras=True)
+        hints = typing.get_type_hints(_underlying(fn), include_extras=True)
     except (TypeError, ValueError, NameError) as error:
         raise ToolDefinitionError(
             f"cannot read the signature of tool {name!r}: {error}", tool=name
