@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import runpy
+import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +21,7 @@ import pydantic
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from prometheus_client.parser import text_string_to_metric_families
 
 import codex_tools
 from codex_tools import Tool, ToolRegistry, telemetry, tool
@@ -124,6 +128,39 @@ class TestServingAModuleOverStdio:
         assert text_of(shouted) == "HI"
 
 
+class TestMetricsPort:
+    async def test_prometheus_scrapes_the_counts_of_the_calls_served(self, tmp_path: Path) -> None:
+        errlog = tmp_path / "stderr"
+        with anyio.fail_after(TIMEOUT):
+            async with mcp_server(errlog, str(TOOLS_MODULE), "--metrics-port", "0") as client:
+                for a in (1, 2):
+                    await client.call_tool("add", {"a": a, "b": 1})
+                await client.call_tool("divide", {"a": 1, "b": 0})
+                await client.call_tool("add", {"a": "bad"})
+                # The address is printed before the server reads its first request.
+                [port] = re.findall(r"http://127\.0\.0\.1:(\d+)/metrics", errlog.read_text())
+                url = f"http://127.0.0.1:{port}/metrics"
+                exposition = await anyio.to_thread.run_sync(scrape, url)
+        calls = {
+            (sample.labels["tool"], sample.labels["outcome"]): sample.value
+            for family in text_string_to_metric_families(exposition)
+            for sample in family.samples
+            if sample.name == "codex_tools_tool_calls_total"
+        }
+        assert calls == {
+            ("add", "success"): 2,
+            ("add", "failure"): 1,
+            ("divide", "success"): 0,
+            ("divide", "failure"): 1,
+        }
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+        body: bytes = response.read()
+    return body.decode()
+
+
 class TestCommandLineMistakes:
     def test_an_unimportable_module_exits_2_with_one_line(self) -> None:
         done = subprocess.run(
@@ -140,6 +177,26 @@ class TestCommandLineMistakes:
             "codex-tools: error: cannot import 'no_such_module_here': "
             "No module named 'no_such_module_here'"
         ]
+
+    def test_a_metrics_port_in_use_exits_2_with_one_line(self) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            module, port_option = str(TOOLS_MODULE), f"--metrics-port={port}"
+            done = subprocess.run(
+                [sys.executable, "-m", "codex_tools", "mcp", module, port_option],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        assert done.returncode == 2
+        assert done.stdout == ""
+        [line] = [each for each in done.stderr.splitlines() if "codex-tools" in each]
+        assert line.startswith(f"codex-tools: error: cannot serve metrics on 127.0.0.1:{port}: ")
+        assert "Traceback" not in done.stderr
 
 
 class TestBuildServer:
