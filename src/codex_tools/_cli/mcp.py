@@ -54,6 +54,8 @@ def run(namespace: argparse.Namespace) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         registry = load_registry(namespace.module)
     with _metrics_endpoint(registry, namespace.metrics_port):
+        names = ", ".join(sorted(each.name for each in registry.tools()))
+        print(f"codex-tools: serving {names} over MCP on stdio", file=sys.stderr, flush=True)
         serve_stdio(registry, namespace.name)
     return 0
 

@@ -41,7 +41,7 @@ except ImportError as error:
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from codex_tools import ToolError, ToolRegistry, default_registry
+from codex_tools import ToolError, ToolRegistry, __version__, default_registry
 
 __all__ = ["aserve_stdio", "build_server", "serve_stdio", "tool_result"]
 
@@ -50,7 +50,7 @@ def build_server(
     registry: ToolRegistry | None = None,
     name: str = "codex-tools",
     *,
-    version: str = "",
+    version: str = __version__,
     instructions: str | None = None,
 ) -> Server[Any]:
     """An MCP server for the tools of ``registry`` (the default registry if ``None``).
@@ -107,15 +107,18 @@ def build_server(
 
 
 async def aserve_stdio(
-    registry: ToolRegistry | None = None, name: str = "codex-tools", **options: Any
+    registry: ToolRegistry | None = None,
+    name: str = "codex-tools",
+    *,
+    version: str = __version__,
+    instructions: str | None = None,
 ) -> None:
     """Serve ``registry`` over stdin and stdout until the client closes stdin.
 
     While it serves, ``sys.stdout`` and the process's stdout point at stderr, so a
     stray ``print`` in a tool (or a child process it starts) cannot corrupt the protocol.
-    ``options`` go to :func:`build_server`.
     """
-    server = build_server(registry, name, **options)
+    server = build_server(registry, name, version=version, instructions=instructions)
     async with stdio_server() as (read_stream, write_stream):
         # The mcp package points fd 1 at stderr while it serves, but text a tool prints
         # can wait in sys.stdout's buffer until exit, when fd 1 is the wire again.
@@ -124,10 +127,14 @@ async def aserve_stdio(
 
 
 def serve_stdio(
-    registry: ToolRegistry | None = None, name: str = "codex-tools", **options: Any
+    registry: ToolRegistry | None = None,
+    name: str = "codex-tools",
+    *,
+    version: str = __version__,
+    instructions: str | None = None,
 ) -> None:
     """Blocking :func:`aserve_stdio`, for a script's last line."""
-    anyio.run(lambda: aserve_stdio(registry, name, **options))
+    anyio.run(lambda: aserve_stdio(registry, name, version=version, instructions=instructions))
 
 
 def tool_result(output: Any) -> types.CallToolResult:
