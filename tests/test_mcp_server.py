@@ -71,7 +71,9 @@ class TestServingAModuleOverStdio:
             assert each.description == served_tools[each.name].description
             assert each.input_schema == served_tools[each.name].parameters
 
-    async def test_a_good_call_returns_its_output_and_is_counted(self, tmp_path: Path) -> None:
+    async def test_a_good_call_returns_its_output_and_sees_the_mcp_context(
+        self, tmp_path: Path
+    ) -> None:
         with anyio.fail_after(TIMEOUT):
             async with mcp_server(tmp_path / "stderr", str(TOOLS_MODULE)) as client:
                 added = await client.call_tool("add", {"a": 2, "b": 40})
