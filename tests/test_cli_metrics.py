@@ -171,6 +171,18 @@ class TestBadInput:
         [line] = capsys.readouterr().err.splitlines()
         assert line == f"codex-tools: error: cannot read {str(missing)!r}: " + os.strerror(ENOENT)
 
+    def test_a_terminal_on_stdin_is_not_waited_on(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        class Terminal(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        monkeypatch.setattr(sys, "stdin", Terminal())
+        assert main(["metrics"]) == 2
+        [line] = capsys.readouterr().err.splitlines()
+        assert line == "codex-tools: error: no snapshot: give a FILE or pipe JSON into stdin"
+
     def test_bad_json_on_the_real_command_line_shows_no_traceback(self) -> None:
         done = subprocess.run(
             [sys.executable, "-m", "codex_tools", "metrics"],
