@@ -167,6 +167,13 @@ class TestToolEvents:
         }
         assert end.metadata == {**start.metadata, "output": 3, "result": "ok"}
 
+    def test_the_originator_is_the_sdk_unless_the_caller_says(self, registry: ToolRegistry) -> None:
+        registry.register(add)
+        with telemetry.capture(telemetry.TOOL_START) as events:
+            registry.invoke("add", {"a": 1, "b": 2})
+            registry.invoke("add", {"a": 1, "b": 2}, {"originator": "mcp"})
+        assert [e.metadata["originator"] for e in events] == ["sdk", "mcp"]
+
     def test_failures_carry_the_error_and_each_call_its_own_token(
         self, registry: ToolRegistry
     ) -> None:

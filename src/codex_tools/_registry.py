@@ -360,7 +360,7 @@ def _start_metadata(
         "call_id": ctx.get("call_id"),
         "thread_id": ctx.get("thread_id"),
         "turn_id": ctx.get("turn_id"),
-        "originator": "sdk",
+        "originator": ctx.get("originator", "sdk"),
         "span_token": next(_span_tokens),
     }
 

@@ -12,19 +12,27 @@ import argparse
 import sys
 from collections.abc import Sequence
 from importlib import import_module
+from typing import NoReturn
 
 __all__ = ["SUBCOMMANDS", "CLIError", "main"]
 
 #: Module names under ``codex_tools._cli``, one per subcommand, in help order.
-SUBCOMMANDS = ("demo", "run")
+SUBCOMMANDS = ("demo", "run", "mcp", "metrics")
 
 
 class CLIError(Exception):
     """A user mistake on the command line: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes end in one line, like every other error of the command line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="codex-tools",
         description="Observable tools for LLM agents.",
     )

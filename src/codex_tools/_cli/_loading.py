@@ -27,20 +27,19 @@ def load_registry(spec: str) -> ToolRegistry:
     module = _import(target)
     if attr is None:
         registry = default_registry()
-        where = f"{target!r} registered no tools on the default registry"
-        hint = "; name a ToolRegistry with MODULE:ATTR"
+        empty = f"{target!r} registered no tools on the default registry; name a ToolRegistry"
+        empty += " with MODULE:ATTR"
     else:
         try:
-            found = getattr(module, attr)
+            registry = getattr(module, attr)
         except AttributeError:
             raise CLIError(f"module {target!r} has no attribute {attr!r}") from None
-        if not isinstance(found, ToolRegistry):
-            kind = type(found).__name__
-            raise CLIError(f"{spec!r} is a {kind}, not a ToolRegistry") from None
-        registry = found
-        where, hint = f"the registry {spec!r} has no tools", ""
+        if not isinstance(registry, ToolRegistry):
+            kind = type(registry).__name__
+            raise CLIError(f"{spec!r} is not a ToolRegistry (it is a {kind!r})")
+        empty = f"the registry {spec!r} has no tools"
     if not registry.tools():
-        raise CLIError(where + hint)
+        raise CLIError(empty)
     return registry
 
 

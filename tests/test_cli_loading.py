@@ -1,0 +1,109 @@
+"""`MODULE[:ATTR]` to a registry, as `codex-tools mcp` (and `run --tools`) take it."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import codex_tools
+from codex_tools import ToolRegistry
+from codex_tools._cli import CLIError
+from codex_tools._cli._loading import load_registry
+
+TOOLS = """
+    import codex_tools
+    from codex_tools import ToolRegistry
+
+    def ping() -> str:
+        \"\"\"Answer pong.\"\"\"
+        return "pong"
+
+    codex_tools.register(ping, name="{name}")
+    mine = ToolRegistry()
+    mine.register(ping, name="mine_{name}")
+    nothing = ToolRegistry()
+    number = 7
+"""
+
+
+@pytest.fixture
+def write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Path]]:
+    """Writes modules under tmp_path; everything they import or register is undone after."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    modules_before = set(sys.modules)
+    tools_before = {each.name for each in codex_tools.tools()}
+
+    def write(name: str, source: str) -> Path:
+        path = tmp_path / f"{name}.py"
+        path.write_text(textwrap.dedent(source))
+        return path
+
+    yield write
+    for module in set(sys.modules) - modules_before:
+        del sys.modules[module]
+    for each in codex_tools.tools():
+        if each.name not in tools_before:
+            codex_tools.deregister(each.name)
+
+
+class TestFindingTheRegistry:
+    def test_a_file_registers_its_tools_on_the_default_registry(
+        self, write_module: Callable[..., Path]
+    ) -> None:
+        path = write_module("file_tools", TOOLS.format(name="file_ping"))
+        registry = load_registry(str(path))
+        assert registry is codex_tools.default_registry()
+        assert registry.invoke("file_ping") == "pong"
+
+    def test_a_dotted_name_is_found_from_the_current_directory(
+        self, write_module: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        package = tmp_path / "pkg_for_loading"
+        package.mkdir()
+        (package / "__init__.py").write_text("")
+        write_module("pkg_for_loading/dotted_tools", TOOLS.format(name="dotted_ping"))
+        monkeypatch.chdir(tmp_path)
+        registry = load_registry("pkg_for_loading.dotted_tools")
+        assert registry.invoke("dotted_ping") == "pong"
+
+    def test_attr_names_a_registry_in_the_module(self, write_module: Callable[..., Path]) -> None:
+        path = write_module("attr_tools", TOOLS.format(name="attr_ping"))
+        registry = load_registry(f"{path}:mine")
+        assert isinstance(registry, ToolRegistry)
+        assert registry is not codex_tools.default_registry()
+        assert [each.name for each in registry.tools()] == ["mine_attr_ping"]
+
+
+class TestMistakes:
+    @pytest.mark.parametrize(
+        ("source", "suffix", "message"),
+        [
+            ("raise RuntimeError('no config\\nsecond line')", "", "RuntimeError: no config"),
+            ("def broken(:\n    pass", "", "SyntaxError: "),
+            ("import no_such_dependency_here", "", "No module named 'no_such_dependency_here'"),
+            (TOOLS.format(name="p1"), ":missing", "has no attribute 'missing'"),
+            (TOOLS.format(name="p2"), ":number", "is not a ToolRegistry (it is a 'int')"),
+            (TOOLS.format(name="p3"), ":nothing", "has no tools"),
+            ("x = 1", "", "registered no tools on the default registry"),
+        ],
+    )
+    def test_each_is_a_one_line_cli_error(
+        self, write_module: Callable[..., Path], source: str, suffix: str, message: str
+    ) -> None:
+        path = write_module(f"mistake_{abs(hash(source + suffix))}", source)
+        with pytest.raises(CLIError) as caught:
+            load_registry(f"{path}{suffix}")
+        assert message in str(caught.value)
+        assert "\n" not in str(caught.value)
+
+    def test_a_missing_file_is_named(self, tmp_path: Path) -> None:
+        with pytest.raises(CLIError, match="no such file"):
+            load_registry(str(tmp_path / "absent.py"))
+
+    def test_a_missing_module_is_named(self) -> None:
+        with pytest.raises(CLIError, match="No module named 'absent_module_xyz'"):
+            load_registry("absent_module_xyz")
