@@ -1,7 +1,5 @@
 """``python -m codex_tools`` runs the command line."""
 
-import sys
+from codex_tools._cli import entry_point
 
-from codex_tools._cli import main
-
-sys.exit(main())
+entry_point()

@@ -9,12 +9,13 @@ traceback: subcommands raise :class:`CLIError` for that.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from importlib import import_module
 from typing import NoReturn
 
-__all__ = ["SUBCOMMANDS", "CLIError", "main"]
+__all__ = ["SUBCOMMANDS", "CLIError", "entry_point", "main"]
 
 #: Module names under ``codex_tools._cli``, one per subcommand, in help order.
 SUBCOMMANDS = ("demo", "run", "mcp", "metrics")
@@ -48,3 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
+
+
+def entry_point() -> None:
+    """The ``codex-tools`` script: like other Unix tools, end quietly when the reader of
+    stdout goes away (``codex-tools demo | head``) instead of failing mid-print."""
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.exit(main())
