@@ -1,0 +1,49 @@
+"""The benchmark suite runs end to end and its self-checks pass (sizes tiny, no timing)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_benchmark_run_covers_every_scenario_and_checks_its_counts(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "codex-tools benchmarks" in done.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert {row["scenario"].split()[0] for row in rows} == {str(n) for n in range(1, 8)}
+    assert all(row["check"] in ("ok", "n/a") for row in rows)
+    measured = [row for row in rows if row["check"] == "ok"]
+    assert all(row["value"] is not None and row["value"] > 0 for row in measured)
+
+
+def test_a_wrong_count_fails_the_run() -> None:
+    """A fast wrong answer cannot pass: a failed self-check makes the exit status 1."""
+    code = (
+        "import sys; from benchmarks import __main__ as m, _tools; "
+        "_tools.calls = lambda registry, name: -1; "
+        "from benchmarks import _scale; _scale.calls = _tools.calls; "
+        "sys.exit(m.main(['--quick']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "check failed: 1 threads: -1 counted" in done.stderr
