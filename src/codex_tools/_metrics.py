@@ -27,7 +27,8 @@ __all__ = ["MetricsStore", "Shard", "ToolStats", "bucket_index", "bucket_value",
 _SUB_BITS = 4  # 2**4 buckets per power of two
 _EXACT = 1 << (_SUB_BITS + 1)  # values below this get a bucket each
 MAX_ERROR_MESSAGE = 1000
-PERCENTILES = (("p50_latency_ms", 0.50), ("p95_latency_ms", 0.95), ("p99_latency_ms", 0.99))
+_ceil = math.ceil
+_NO_MIN = 1 << 63  # above any duration, so the first one always replaces it
 
 
 def bucket_index(ns: int) -> int:
@@ -81,19 +82,28 @@ class Shard:
         self.failure = 0
         self.retries = 0
         self.total_ns = 0
-        self.min_ns = -1
+        self.min_ns = _NO_MIN
         self.max_ns = -1
         self.hist: dict[int, int] = {}
 
     def observe(self, ns: int) -> None:
-        """Add one duration to the latency figures."""
+        """Add one duration to the latency figures.
+
+        On every call's path, so it is kept to plain operations: ``bucket_index`` is
+        inlined (the call would cost as much as the arithmetic) and a bucket's first hit
+        is the rare ``KeyError``.
+        """
         self.total_ns += ns
-        if ns < self.min_ns or self.min_ns < 0:
+        if ns < self.min_ns:  # noqa: PLR1730  (a compare costs less than a min() call)
             self.min_ns = ns
-        self.max_ns = max(self.max_ns, ns)
-        index = bucket_index(ns)
-        hist = self.hist
-        hist[index] = hist.get(index, 0) + 1
+        if ns > self.max_ns:  # noqa: PLR1730
+            self.max_ns = ns
+        shift = ns.bit_length() - _SUB_BITS - 1
+        index = ns if shift <= 0 else (shift << _SUB_BITS) + (ns >> shift)
+        try:
+            self.hist[index] += 1
+        except KeyError:
+            self.hist[index] = 1
 
 
 class ToolStats:
@@ -117,10 +127,9 @@ class ToolStats:
         return shard
 
     def succeeded(self) -> None:
-        """A success ends a run of failures."""
-        if self.consecutive_failures:
-            with self.lock:
-                self.consecutive_failures = 0
+        """A success ends a run of failures (callers check for one first, without the lock)."""
+        with self.lock:
+            self.consecutive_failures = 0
 
     def failed(self, info: dict[str, str]) -> None:
         with self.lock:
@@ -130,86 +139,101 @@ class ToolStats:
     def snapshot(self) -> dict[str, Any]:
         shards = list(self.shards.values())
         success = failure = retries = total_ns = 0
-        low = high = -1
+        low, high = _NO_MIN, -1
         hist: dict[int, int] = {}
         for shard in shards:
             success += shard.success
             failure += shard.failure
             retries += shard.retries
             total_ns += shard.total_ns
-            if shard.min_ns >= 0 and (low < 0 or shard.min_ns < low):
+            if shard.min_ns < low:  # noqa: PLR1730  (a compare costs less than a min() call)
                 low = shard.min_ns
-            high = max(high, shard.max_ns)
-            for index, count in shard.hist.copy().items():
-                hist[index] = hist.get(index, 0) + count
-        started = sum(shard.started for shard in shards)  # read last: see the module doc
+            if shard.max_ns > high:  # noqa: PLR1730
+                high = shard.max_ns
+            if hist:
+                for index, count in shard.hist.copy().items():
+                    hist[index] = hist.get(index, 0) + count
+            else:
+                hist = shard.hist.copy()
+        started = 0
+        for shard in shards:  # the starts are read last: see the module doc
+            started += shard.started
         ended = success + failure
+        last_ns = self.last_ns
+        p50, p95, p99 = _percentiles(hist, low, high)
         return {
             "success": success,
             "failure": failure,
             "last_error": self.last_error,
-            "last_latency_ms": None if self.last_ns < 0 else self.last_ns / 1e6,
+            "last_latency_ms": None if last_ns < 0 else last_ns / 1e6,
             "total_latency_ms": total_ns / 1e6,
             "retries": retries,
             "consecutive_failures": self.consecutive_failures,
             "in_flight": started - ended,
-            "min_latency_ms": None if low < 0 else low / 1e6,
+            "min_latency_ms": None if low == _NO_MIN else low / 1e6,
             "max_latency_ms": None if high < 0 else high / 1e6,
-            **_percentiles(hist, low, high),
+            "p50_latency_ms": p50,
+            "p95_latency_ms": p95,
+            "p99_latency_ms": p99,
             "success_rate": success / ended if ended else None,
         }
 
 
-def _percentiles(hist: dict[int, int], low: int, high: int) -> dict[str, float | None]:
-    """Nearest-rank percentiles, each the midpoint of its bucket clamped to [min, max]."""
+def _percentiles(hist: dict[int, int], low: int, high: int) -> list[float | None]:
+    """Nearest-rank p50, p95, p99 in ms, each the midpoint of its bucket clamped to
+    [min, max]. It runs once per tool in every snapshot, hence the plain loop, and one
+    bucket's value serves every percentile that falls in it."""
     total = sum(hist.values())
     if not total:
-        return {key: None for key, _ in PERCENTILES}
-    result: dict[str, float | None] = {}
-    wanted = iter(PERCENTILES)
-    key, quantile = next(wanted)
+        return [None, None, None]
+    # the ranks wanted, then one that no count reaches, so the inner loop needs no bound
+    ranks = (_ceil(0.50 * total), _ceil(0.95 * total), _ceil(0.99 * total), total + 1)
+    result: list[float | None] = []
     seen = 0
     for index in sorted(hist):
         seen += hist[index]
-        while seen >= math.ceil(quantile * total):
-            result[key] = min(max(bucket_value(index), low), high) / 1e6
-            try:
-                key, quantile = next(wanted)
-            except StopIteration:
-                return result
-    return result  # pragma: no cover  (the last bucket reaches every rank)
+        if seen >= ranks[len(result)]:
+            value = bucket_value(index)
+            value = (low if value < low else high if value > high else value) / 1e6
+            while seen >= ranks[len(result)]:
+                result.append(value)
+            if len(result) == 3:
+                break
+    return result
 
 
 class MetricsStore:
     """The stats of every tool of one registry, keyed by name."""
 
-    __slots__ = ("_lock", "_stats")
+    __slots__ = ("_lock", "by_name")
 
     def __init__(self) -> None:
-        self._stats: dict[str, ToolStats] = {}
+        # Read without the lock (the call path looks a tool up here first); only adding
+        # to it or replacing it takes the lock.
+        self.by_name: dict[str, ToolStats] = {}
         self._lock = threading.Lock()
 
     def stats(self, name: str) -> ToolStats:
         """The stats of ``name``, made on its first counted call."""
-        stats = self._stats.get(name)
+        stats = self.by_name.get(name)
         if stats is None:
             with self._lock:
-                stats = self._stats.setdefault(name, ToolStats())
+                stats = self.by_name.setdefault(name, ToolStats())
         return stats
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
-        return {name: stats.snapshot() for name, stats in list(self._stats.items())}
+        return {name: stats.snapshot() for name, stats in list(self.by_name.items())}
 
     def reset(self) -> None:
         with self._lock:
-            self._stats = {}
+            self.by_name = {}
 
     def after_fork_in_child(self) -> None:
         """Fresh locks (one may have been held at the fork); calls that were in flight in
         the parent's other threads will never end here, so they stop counting as such."""
         self._lock = threading.Lock()
         me = threading.get_ident()
-        for stats in self._stats.values():
+        for stats in self.by_name.values():
             stats.lock = threading.Lock()
             for shard in stats.shards.values():
                 if shard.owner != me:

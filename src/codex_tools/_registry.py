@@ -231,7 +231,10 @@ class ToolRegistry:
 
     def _resolve(self, name: str, context: Mapping[str, Any] | None) -> Tool:
         """The tool to call, or the caller's error; neither creates a metrics entry."""
-        tool = self.lookup(name)
+        try:
+            tool = self._tools[name]
+        except (KeyError, TypeError):
+            tool = self.lookup(name)  # raises the caller's error
         enabled = tool.enabled
         if enabled is True:
             return tool
@@ -251,22 +254,25 @@ class ToolRegistry:
     def _begin(
         self, tool: Tool, args: Any, context: Mapping[str, Any] | None, k: int
     ) -> tuple[ToolStats, Shard, tuple[int | None, bool], dict[str, Any] | None]:
-        """Count the start and announce it; what the end of the call needs is returned."""
-        stats = self._metrics.stats(tool.name)
-        ident = _get_ident()
-        shard = stats.shards.get(ident) or stats.new_shard(ident)
-        tags = _tags(context, k)
+        """Count the start and announce it; what the end of the call needs is returned.
+
+        On every call's path: with no context and nobody listening, it is two lookups
+        and one increment.
+        """
+        tags = _FIRST_TRY if context is None and not k else _tags(context, k)
+        stats = self._metrics.by_name.get(tool.name) or self._metrics.stats(tool.name)
+        shard = stats.shards.get(_get_ident()) or stats.new_shard(_get_ident())
         shard.started += 1
         if tags[1]:
             shard.retries += 1
-        meta = None
-        if _telemetry._tool_events_watched:
-            meta = _start_metadata(tool, args, context, tags)
-            if _TOOL_START in _telemetry._table:
-                now = time.monotonic_ns()
-                _telemetry.execute(
-                    _TOOL_START, {"system_time": time.time_ns(), "monotonic_time": now}, meta
-                )
+        if not _telemetry._tool_events_watched:
+            return stats, shard, tags, None
+        meta = _start_metadata(tool, args, context, tags)
+        if _TOOL_START in _telemetry._table:
+            now = time.monotonic_ns()
+            _telemetry.execute(
+                _TOOL_START, {"system_time": time.time_ns(), "monotonic_time": now}, meta
+            )
         return stats, shard, tags, meta
 
     def _after_fork_in_child(self) -> None:
@@ -290,6 +296,9 @@ def _name(name: object) -> str | None:
     return name if isinstance(name, str) else None
 
 
+_FIRST_TRY: tuple[int | None, bool] = (None, False)  # the tags of a call with no context
+
+
 def _tags(context: Mapping[str, Any] | None, k: int) -> tuple[int | None, bool]:
     """``(attempt, retry)`` of the ``k``-th try (0-based) under the caller's context.
 
@@ -297,7 +306,7 @@ def _tags(context: Mapping[str, Any] | None, k: int) -> tuple[int | None, bool]:
     (``attempt > 1`` unless the caller says); a policy's later tries count on from it.
     """
     if context is None:
-        return (None, False) if k == 0 else (1 + k, True)
+        return _FIRST_TRY if k == 0 else (1 + k, True)
     attempt = context.get("attempt")
     if k:
         return (attempt if isinstance(attempt, int) else 1) + k, True
@@ -316,13 +325,19 @@ def _tool_context(
 def _arguments(
     tool: Tool, args: Any, context: Mapping[str, Any] | None, tags: tuple[int | None, bool]
 ) -> dict[str, Any]:
-    """Validated keyword arguments, with the context injected where the tool asks."""
+    """Validated keyword arguments, with the context injected where the tool asks.
+
+    A plain ``dict`` (what nearly every caller passes) goes straight to the validator:
+    the ``isinstance`` checks against ABCs and unions cost more than the validation.
+    """
     signature = tool._signature
     try:
-        if args is None:
-            args = {}
-        if isinstance(args, str | bytes | bytearray):
-            kwargs: dict[str, Any] = signature.validator.validate_json(args)
+        if type(args) is dict:
+            kwargs: dict[str, Any] = signature.validator.validate_python(args)
+        elif args is None:
+            kwargs = signature.validator.validate_python({})
+        elif isinstance(args, str | bytes | bytearray):
+            kwargs = signature.validator.validate_json(args)
         elif isinstance(args, Mapping):
             kwargs = signature.validator.validate_python(args)
         else:
@@ -380,7 +395,8 @@ def _succeed(
     shard.success += 1
     shard.observe(duration)
     stats.last_ns = duration
-    stats.succeeded()
+    if stats.consecutive_failures:
+        stats.succeeded()
     if meta is not None and _TOOL_SUCCESS in _telemetry._table:
         _telemetry.execute(
             _TOOL_SUCCESS,
