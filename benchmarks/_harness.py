@@ -94,11 +94,11 @@ class Timings:
         return statistics.median(self.samples[name])
 
 
-def interleave(cases: Mapping[str, Run], repeats: int, target_s: float) -> Timings:
+def interleave(cases: Mapping[str, Run], repeats: int, target_s: float, start: int = 16) -> Timings:
     """Time every case ``repeats`` times, round-robin.
 
-    Each case's loop size is first doubled until one loop lasts ``target_s`` (those runs
-    are the warm-up). Each round then runs every case once, in an order rotated by one
+    Each case's loop size is doubled from ``start`` until one loop lasts ``target_s``
+    (those runs are the warm-up). Each round then runs every case once, in an order rotated by one
     every round, so a burst of load from elsewhere hits all cases alike instead of one
     case's whole series.
     """
@@ -106,7 +106,7 @@ def interleave(cases: Mapping[str, Run], repeats: int, target_s: float) -> Timin
     timings = Timings({name: [] for name in names}, dict.fromkeys(names, 0))
     sizes: dict[str, int] = {}
     for name, run in cases.items():
-        n = 16
+        n = start
         while True:
             timings.operations[name] += n
             if run(n) >= target_s or n >= 1 << 26:
