@@ -27,8 +27,9 @@ __all__ = ["MetricsStore", "Shard", "ToolStats", "bucket_index", "bucket_value",
 _SUB_BITS = 4  # 2**4 buckets per power of two
 _EXACT = 1 << (_SUB_BITS + 1)  # values below this get a bucket each
 MAX_ERROR_MESSAGE = 1000
-_ceil = math.ceil
-_NO_MIN = 1 << 63  # above any duration, so the first one always replaces it
+_NO_MIN = 1 << 62  # above any duration, so the first one always replaces it
+_get_ident = threading.get_ident
+PERCENTILES = (("p50_latency_ms", 0.50), ("p95_latency_ms", 0.95), ("p99_latency_ms", 0.99))
 
 
 def bucket_index(ns: int) -> int:
@@ -71,11 +72,13 @@ class Shard:
         "owner",
         "retries",
         "started",
+        "stats",
         "success",
         "total_ns",
     )
 
-    def __init__(self, owner: int) -> None:
+    def __init__(self, stats: ToolStats, owner: int) -> None:
+        self.stats = stats
         self.owner = owner
         self.started = 0
         self.success = 0
@@ -86,15 +89,17 @@ class Shard:
         self.max_ns = -1
         self.hist: dict[int, int] = {}
 
-    def observe(self, ns: int) -> None:
-        """Add one duration to the latency figures.
+    def record(self, ns: int, ok: bool) -> None:
+        """Count the end of one call that took ``ns`` (``bucket_index`` inlined: hot path).
 
-        On every call's path, so it is kept to plain operations: ``bucket_index`` is
-        inlined (the call would cost as much as the arithmetic) and a bucket's first hit
-        is the rare ``KeyError``.
+        A failure's ``last_error`` is the caller's to set, through ``ToolStats.failed``.
         """
+        if ok:
+            self.success += 1
+        else:
+            self.failure += 1
         self.total_ns += ns
-        if ns < self.min_ns:  # noqa: PLR1730  (a compare costs less than a min() call)
+        if ns < self.min_ns:  # noqa: PLR1730  (min() and max() cost a call here)
             self.min_ns = ns
         if ns > self.max_ns:  # noqa: PLR1730
             self.max_ns = ns
@@ -102,8 +107,12 @@ class Shard:
         index = ns if shift <= 0 else (shift << _SUB_BITS) + (ns >> shift)
         try:
             self.hist[index] += 1
-        except KeyError:
+        except KeyError:  # a bucket's first call; cheaper than .get() for every other
             self.hist[index] = 1
+        stats = self.stats
+        stats.last_ns = ns
+        if ok and stats.consecutive_failures:
+            stats.end_failure_run()
 
 
 class ToolStats:
@@ -123,11 +132,12 @@ class ToolStats:
         with self.lock:
             shard = self.shards.get(owner)
             if shard is None:
-                shard = self.shards[owner] = Shard(owner)
+                shard = self.shards[owner] = Shard(self, owner)
         return shard
 
-    def succeeded(self) -> None:
-        """A success ends a run of failures (callers check for one first, without the lock)."""
+    def end_failure_run(self) -> None:
+        """A success after failures; callers check ``consecutive_failures`` first, so the
+        common success takes no lock."""
         with self.lock:
             self.consecutive_failures = 0
 
@@ -146,94 +156,84 @@ class ToolStats:
             failure += shard.failure
             retries += shard.retries
             total_ns += shard.total_ns
-            if shard.min_ns < low:  # noqa: PLR1730  (a compare costs less than a min() call)
-                low = shard.min_ns
-            if shard.max_ns > high:  # noqa: PLR1730
-                high = shard.max_ns
-            if hist:
-                for index, count in shard.hist.copy().items():
-                    hist[index] = hist.get(index, 0) + count
-            else:
-                hist = shard.hist.copy()
-        started = 0
-        for shard in shards:  # the starts are read last: see the module doc
-            started += shard.started
+            low = min(low, shard.min_ns)
+            high = max(high, shard.max_ns)
+            for index, count in shard.hist.copy().items():
+                hist[index] = hist.get(index, 0) + count
+        started = sum(shard.started for shard in shards)  # read last: see the module doc
         ended = success + failure
-        last_ns = self.last_ns
-        p50, p95, p99 = _percentiles(hist, low, high)
         return {
             "success": success,
             "failure": failure,
             "last_error": self.last_error,
-            "last_latency_ms": None if last_ns < 0 else last_ns / 1e6,
+            "last_latency_ms": None if self.last_ns < 0 else self.last_ns / 1e6,
             "total_latency_ms": total_ns / 1e6,
             "retries": retries,
             "consecutive_failures": self.consecutive_failures,
             "in_flight": started - ended,
-            "min_latency_ms": None if low == _NO_MIN else low / 1e6,
+            "min_latency_ms": None if high < 0 else low / 1e6,
             "max_latency_ms": None if high < 0 else high / 1e6,
-            "p50_latency_ms": p50,
-            "p95_latency_ms": p95,
-            "p99_latency_ms": p99,
+            **_percentiles(hist, low, high),
             "success_rate": success / ended if ended else None,
         }
 
 
-def _percentiles(hist: dict[int, int], low: int, high: int) -> list[float | None]:
-    """Nearest-rank p50, p95, p99 in ms, each the midpoint of its bucket clamped to
-    [min, max]. It runs once per tool in every snapshot, hence the plain loop, and one
-    bucket's value serves every percentile that falls in it."""
+def _percentiles(hist: dict[int, int], low: int, high: int) -> dict[str, float | None]:
+    """Nearest-rank percentiles, each the midpoint of its bucket clamped to [min, max]."""
     total = sum(hist.values())
     if not total:
-        return [None, None, None]
-    # the ranks wanted, then one that no count reaches, so the inner loop needs no bound
-    ranks = (_ceil(0.50 * total), _ceil(0.95 * total), _ceil(0.99 * total), total + 1)
-    result: list[float | None] = []
+        return {key: None for key, _ in PERCENTILES}
+    result: dict[str, float | None] = {}
+    wanted = iter(PERCENTILES)
+    key, quantile = next(wanted)
     seen = 0
     for index in sorted(hist):
         seen += hist[index]
-        if seen >= ranks[len(result)]:
-            value = bucket_value(index)
-            value = (low if value < low else high if value > high else value) / 1e6
-            while seen >= ranks[len(result)]:
-                result.append(value)
-            if len(result) == 3:
-                break
-    return result
+        while seen >= math.ceil(quantile * total):
+            result[key] = min(max(bucket_value(index), low), high) / 1e6
+            try:
+                key, quantile = next(wanted)
+            except StopIteration:
+                return result
+    return result  # pragma: no cover  (the last bucket reaches every rank)
 
 
 class MetricsStore:
     """The stats of every tool of one registry, keyed by name."""
 
-    __slots__ = ("_lock", "by_name")
+    __slots__ = ("_lock", "_stats")
 
     def __init__(self) -> None:
-        # Read without the lock (the call path looks a tool up here first); only adding
-        # to it or replacing it takes the lock.
-        self.by_name: dict[str, ToolStats] = {}
+        self._stats: dict[str, ToolStats] = {}
         self._lock = threading.Lock()
+
+    def shard(self, name: str) -> Shard:
+        """The calling thread's shard of ``name``'s stats: where its calls are counted."""
+        stats = self._stats.get(name) or self.stats(name)
+        ident = _get_ident()
+        return stats.shards.get(ident) or stats.new_shard(ident)
 
     def stats(self, name: str) -> ToolStats:
         """The stats of ``name``, made on its first counted call."""
-        stats = self.by_name.get(name)
+        stats = self._stats.get(name)
         if stats is None:
             with self._lock:
-                stats = self.by_name.setdefault(name, ToolStats())
+                stats = self._stats.setdefault(name, ToolStats())
         return stats
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
-        return {name: stats.snapshot() for name, stats in list(self.by_name.items())}
+        return {name: stats.snapshot() for name, stats in list(self._stats.items())}
 
     def reset(self) -> None:
         with self._lock:
-            self.by_name = {}
+            self._stats = {}
 
     def after_fork_in_child(self) -> None:
         """Fresh locks (one may have been held at the fork); calls that were in flight in
         the parent's other threads will never end here, so they stop counting as such."""
         self._lock = threading.Lock()
         me = threading.get_ident()
-        for stats in self.by_name.values():
+        for stats in self._stats.values():
             stats.lock = threading.Lock()
             for shard in stats.shards.values():
                 if shard.owner != me:
