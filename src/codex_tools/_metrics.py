@@ -29,7 +29,7 @@ _EXACT = 1 << (_SUB_BITS + 1)  # values below this get a bucket each
 MAX_ERROR_MESSAGE = 1000
 _NO_MIN = 1 << 62  # above any duration, so the first one always replaces it
 _get_ident = threading.get_ident
-PERCENTILES = (("p50_latency_ms", 0.50), ("p95_latency_ms", 0.95), ("p99_latency_ms", 0.99))
+_ceil = math.ceil
 
 
 def bucket_index(ns: int) -> int:
@@ -156,46 +156,60 @@ class ToolStats:
             failure += shard.failure
             retries += shard.retries
             total_ns += shard.total_ns
-            low = min(low, shard.min_ns)
-            high = max(high, shard.max_ns)
-            for index, count in shard.hist.copy().items():
-                hist[index] = hist.get(index, 0) + count
-        started = sum(shard.started for shard in shards)  # read last: see the module doc
+            if shard.min_ns < low:  # noqa: PLR1730  (min() and max() cost a call here)
+                low = shard.min_ns
+            if shard.max_ns > high:  # noqa: PLR1730
+                high = shard.max_ns
+            if hist:
+                for index, count in shard.hist.copy().items():
+                    hist[index] = hist.get(index, 0) + count
+            else:
+                hist = shard.hist.copy()
+        started = 0
+        for shard in shards:  # the starts are read last: see the module doc
+            started += shard.started
         ended = success + failure
+        last_ns = self.last_ns
+        p50, p95, p99 = _percentiles(hist, low, high)
         return {
             "success": success,
             "failure": failure,
             "last_error": self.last_error,
-            "last_latency_ms": None if self.last_ns < 0 else self.last_ns / 1e6,
+            "last_latency_ms": None if last_ns < 0 else last_ns / 1e6,
             "total_latency_ms": total_ns / 1e6,
             "retries": retries,
             "consecutive_failures": self.consecutive_failures,
             "in_flight": started - ended,
             "min_latency_ms": None if high < 0 else low / 1e6,
             "max_latency_ms": None if high < 0 else high / 1e6,
-            **_percentiles(hist, low, high),
+            "p50_latency_ms": p50,
+            "p95_latency_ms": p95,
+            "p99_latency_ms": p99,
             "success_rate": success / ended if ended else None,
         }
 
 
-def _percentiles(hist: dict[int, int], low: int, high: int) -> dict[str, float | None]:
-    """Nearest-rank percentiles, each the midpoint of its bucket clamped to [min, max]."""
+def _percentiles(hist: dict[int, int], low: int, high: int) -> list[float | None]:
+    """Nearest-rank p50, p95, p99 in ms, each the midpoint of its bucket clamped to
+    [min, max]. It runs once per tool in every snapshot, hence the plain loop, and one
+    bucket's value serves every percentile that falls in it."""
     total = sum(hist.values())
     if not total:
-        return {key: None for key, _ in PERCENTILES}
-    result: dict[str, float | None] = {}
-    wanted = iter(PERCENTILES)
-    key, quantile = next(wanted)
+        return [None, None, None]
+    # the ranks wanted, then one that no count reaches, so the inner loop needs no bound
+    ranks = (_ceil(0.50 * total), _ceil(0.95 * total), _ceil(0.99 * total), total + 1)
+    result: list[float | None] = []
     seen = 0
     for index in sorted(hist):
         seen += hist[index]
-        while seen >= math.ceil(quantile * total):
-            result[key] = min(max(bucket_value(index), low), high) / 1e6
-            try:
-                key, quantile = next(wanted)
-            except StopIteration:
-                return result
-    return result  # pragma: no cover  (the last bucket reaches every rank)
+        if seen >= ranks[len(result)]:
+            value = bucket_value(index)
+            value = (low if value < low else high if value > high else value) / 1e6
+            while seen >= ranks[len(result)]:
+                result.append(value)
+            if len(result) == 3:
+                break
+    return result
 
 
 class MetricsStore:

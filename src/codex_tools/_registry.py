@@ -229,7 +229,9 @@ class ToolRegistry:
         start = _perf_ns()
         try:
             kwargs = _arguments(tool, args, context, tags)
-            if tool.quick and not tool.is_async and tool.timeout is None:
+            if tool.timeout is None and tool.is_async:  # one coroutine fewer than _call_async
+                output = await tool.fn(**kwargs)
+            elif tool.timeout is None and tool.quick:
                 output = tool.fn(**kwargs)
             else:
                 output = await _call_async(tool, kwargs)
