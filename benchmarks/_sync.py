@@ -181,8 +181,8 @@ def run(sizes: Sizes, check: Check) -> list[Row]:
         "validate": loop("v.validate_python(args)", direct),
         "invoke": loop('invoke("add", args)', _invoke_namespace(registry)),
         "record": loop(
-            "stats, shard, tags, meta = begin(tool, None, None, 0); t = p(); "
-            "succeed(stats, shard, meta, None, p() - t)",
+            "shard, tags, meta = begin(tool, None, None, 0); t = p(); "
+            "succeed(shard, meta, None, p() - t)",
             record_ns,
         ),
         **prometheus_cases,
