@@ -26,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--json", metavar="PATH", help="also write every row and sample here")
+    parser.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
     options = parser.parse_args(argv)
     sizes = Sizes.make(options.quick)
     check = Check()
@@ -42,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.json:
         with open(options.json, "w", encoding="utf-8") as out:
             json.dump({"machine": machine, "rows": [dataclasses.asdict(r) for r in rows]}, out)
+    if options.markdown:
+        with open(options.markdown, "w", encoding="utf-8") as out:
+            out.write(_markdown(rows, machine))
     for failure in check.failures:
         print(f"check failed: {failure}", file=sys.stderr)
     return 1 if check.failures else 0
@@ -90,6 +94,25 @@ def _table(rows: list[Row], machine: dict[str, Any]) -> Table:
             row.check if row.check == "ok" else f"[red]{row.check}[/]",
         )
     return table
+
+
+def _markdown(rows: list[Row], machine: dict[str, Any]) -> str:
+    """The same table for BENCHMARKS.md."""
+    lines = [
+        f"{machine['date']} · Python {machine['python']} · {machine['cpus']} CPUs · "
+        f"load {machine['load']} · {machine['seconds']} s",
+        "",
+        "| scenario | case | median | x baseline | baseline | target | check |",
+        "|---|---|--:|--:|---|---|---|",
+    ]
+    for row in rows:
+        target = row.target
+        if row.met is not None:
+            target = f"{target} **{'met' if row.met else 'missed'}**"
+        ratio = "" if row.ratio is None else f"{row.ratio:.2f}"
+        cells = (row.scenario, row.case, format_value(row.value, row.unit), ratio, row.baseline)
+        lines.append("| " + " | ".join((*cells, target, row.check)) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def format_value(value: float | None, unit: str) -> str:

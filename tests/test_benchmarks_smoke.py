@@ -11,9 +11,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_quick_benchmark_run_covers_every_scenario_and_checks_its_counts(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
+    out, table = tmp_path / "bench.json", tmp_path / "bench.md"
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--json",
+            str(out),
+            "--markdown",
+            str(table),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -27,6 +36,7 @@ def test_quick_benchmark_run_covers_every_scenario_and_checks_its_counts(tmp_pat
     assert all(row["check"] in ("ok", "n/a") for row in rows)
     measured = [row for row in rows if row["check"] == "ok"]
     assert all(row["value"] is not None and row["value"] > 0 for row in measured)
+    assert table.read_text().count("\n| ") == len(rows) + 1  # the header, then one per row
 
 
 def test_a_wrong_count_fails_the_run() -> None:
