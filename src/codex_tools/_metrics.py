@@ -46,6 +46,10 @@ def bucket_value(index: int) -> float:
     return ((index - (shift << _SUB_BITS)) + 0.5) * (1 << shift)
 
 
+# Every bucket's midpoint, for durations up to 2**63 ns: a snapshot looks them up.
+_MIDPOINTS = [bucket_value(index) for index in range(bucket_index((1 << 63) - 1) + 1)]
+
+
 def _message(error: BaseException) -> str:
     try:
         text = str(error)
@@ -203,7 +207,7 @@ def _percentiles(hist: dict[int, int], low: int, high: int) -> list[float | None
     for index in sorted(hist):
         seen += hist[index]
         if seen >= ranks[len(result)]:
-            value = bucket_value(index)
+            value = _MIDPOINTS[index]
             value = (low if value < low else high if value > high else value) / 1e6
             while seen >= ranks[len(result)]:
                 result.append(value)
