@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine["seconds"] = round(time.perf_counter() - started, 1)
     console = Console()
     if not console.is_terminal:
-        console = Console(width=150)  # a pipe or a file: do not squeeze the table to 80
+        console = Console(width=180)  # a pipe or a file: do not squeeze the table to 80
     console.print(_table(rows, machine))
     if options.json:
         with open(options.json, "w", encoding="utf-8") as out:
@@ -79,7 +79,7 @@ def _table(rows: list[Row], machine: dict[str, Any]) -> Table:
         ("target", "left"),
         ("check", "left"),
     ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        table.add_column(column, justify=justify, no_wrap=column == "case")  # type: ignore[arg-type]
     for row in rows:
         target = row.target
         if row.met is not None:

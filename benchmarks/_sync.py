@@ -6,6 +6,7 @@ other libraries' figures are taken under the same conditions as ``invoke``'s.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -145,12 +146,17 @@ def _bridge(registry: Any, check: Check) -> tuple[Run | None, Any]:
 
 
 def _invoke_namespace(registry: Any) -> dict[str, Any]:
-    return {"invoke": registry.invoke, "args": ARGS}
+    return {
+        "invoke": registry.invoke,
+        "args": ARGS,
+        "text": json.dumps(ARGS),  # as a model sends them
+        "context": {"thread_id": "t1", "turn_id": "u1", "call_id": "c1", "attempt": 1},
+    }
 
 
 def run(sizes: Sizes, check: Check) -> list[Row]:
     registry = fresh_registry()
-    for name in ("add_handler", "add_bridge", "add_record"):
+    for name in ("add_handler", "add_bridge", "add_record", "add_json"):
         registry.register(add, name=name)
     events = [0]
 
@@ -180,6 +186,7 @@ def run(sizes: Sizes, check: Check) -> list[Row]:
         "floor": loop("p(); p()", direct),
         "validate": loop("v.validate_python(args)", direct),
         "invoke": loop('invoke("add", args)', _invoke_namespace(registry)),
+        "invoke_json": loop('invoke("add_json", text, context)', _invoke_namespace(registry)),
         "record": loop(
             "shard, tags, meta = begin(tool, None, None, 0); t = p(); "
             "succeed(shard, meta, None, p() - t)",
@@ -225,6 +232,16 @@ def run(sizes: Sizes, check: Check) -> list[Row]:
             "invoke",
             "direct",
             check=check(counted == ops["invoke"], f"invoke: {counted} counted, {ops['invoke']}"),
+        ),
+        row(
+            "1 sync call",
+            "invoke, JSON string arguments and a context (as autorun calls)",
+            "invoke_json",
+            "direct",
+            check=check(
+                calls(registry, "add_json") == ops["invoke_json"],
+                f"invoke_json: {calls(registry, 'add_json')} counted, {ops['invoke_json']}",
+            ),
         ),
         Row(
             "1 sync call",
