@@ -436,9 +436,14 @@ def _fail(
             _end_measurements(duration),
             {**meta, "error": error, "result": "error"},
         )
-    if raised is error:
-        raise error
-    raise raised from error
+    try:
+        if raised is error:
+            raise error
+        raise raised from error
+    finally:
+        # The traceback holds this frame and the frame holds the exceptions: a cycle that
+        # kept whatever the tool's exception held alive until the cyclic GC ran.
+        del error, raised
 
 
 def _retry_delay(tool: Tool, error: ToolExecutionError, attempt: int) -> float | None:
