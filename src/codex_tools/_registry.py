@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -475,12 +475,30 @@ async def _call_async(tool: Tool, kwargs: dict[str, Any]) -> Any:
 
 def _run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion from sync code, in a thread of its own if this one
-    already runs an event loop (which cannot be re-entered)."""
+    already runs an event loop (which cannot be re-entered).
+
+    The tool's exception leaves the loop as a value: raised out of ``asyncio.run``, its
+    traceback would hold the frame holding the task holding it, a reference cycle.
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(make())
-    return _in_thread(lambda: asyncio.run(make()), None)
+        output, error = asyncio.run(_caught(make()))
+    else:
+        output, error = _in_thread(lambda: asyncio.run(_caught(make())), None)
+    if error is not None:
+        try:
+            raise error
+        finally:
+            del error
+    return cast(T, output)  # no error: the coroutine returned it
+
+
+async def _caught(work: Coroutine[Any, Any, T]) -> tuple[T | None, Exception | None]:
+    try:
+        return await work, None
+    except Exception as error:  # noqa: BLE001  (re-raised by _run_coroutine)
+        return None, error
 
 
 def _call_in_thread(tool: Tool, kwargs: dict[str, Any]) -> Any:
@@ -491,18 +509,28 @@ def _call_in_thread(tool: Tool, kwargs: dict[str, Any]) -> Any:
 
 def _in_thread(function: Callable[[], T], timeout: float | None) -> T:
     future: concurrent.futures.Future[T] = concurrent.futures.Future()
-    context = contextvars.copy_context()
-
-    def run() -> None:
-        try:
-            future.set_result(context.run(function))
-        except BaseException as error:  # noqa: BLE001  (handed to the waiting caller)
-            future.set_exception(error)
-
-    threading.Thread(target=run, name="codex-tools-call", daemon=True).start()
+    thread = threading.Thread(
+        target=_run_into,
+        args=(future, contextvars.copy_context(), function),
+        name="codex-tools-call",
+        daemon=True,
+    )
+    thread.start()
     try:
         return future.result(timeout)
     except concurrent.futures.TimeoutError:
         if future.done():
             raise
         raise _DeadlineExceeded from None
+    finally:
+        del future  # it holds the exception whose traceback holds this frame
+
+
+def _run_into(
+    future: concurrent.futures.Future[T], context: contextvars.Context, function: Callable[[], T]
+) -> None:
+    try:
+        future.set_result(context.run(function))
+    except BaseException as error:  # noqa: BLE001  (handed to the waiting caller)
+        future.set_exception(error)
+        del future  # the traceback holds this frame: it must not hold the future too
