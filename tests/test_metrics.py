@@ -180,8 +180,7 @@ class TestHistogram:
         shard = stats.new_shard(1)
         for ns in durations:
             shard.started += 1
-            shard.success += 1
-            shard.observe(ns)
+            shard.record(ns, True)
         row = stats.snapshot()
         ordered = sorted(durations)
         for key, q in (("p50_latency_ms", 0.5), ("p95_latency_ms", 0.95), ("p99_latency_ms", 0.99)):
@@ -194,13 +193,13 @@ class TestHistogram:
                 sys.getsizeof(k) + sys.getsizeof(v) for k, v in shard.hist.items()
             )
 
-        shard = Shard(1)
+        shard = ToolStats().new_shard(1)
         for ns in range(1000, 2_000_000, 997):
-            shard.observe(ns)
+            shard.record(ns, True)
         after_2k = size(shard)
         for _ in range(50):
             for ns in range(1000, 2_000_000, 997):
-                shard.observe(ns)
+                shard.record(ns, False)
         assert size(shard) == after_2k
         assert len(shard.hist) < 1000
 

@@ -27,6 +27,8 @@ __all__ = ["MetricsStore", "Shard", "ToolStats", "bucket_index", "bucket_value",
 _SUB_BITS = 4  # 2**4 buckets per power of two
 _EXACT = 1 << (_SUB_BITS + 1)  # values below this get a bucket each
 MAX_ERROR_MESSAGE = 1000
+_NO_MIN = 1 << 62  # above any duration, so the first one always replaces it
+_get_ident = threading.get_ident
 PERCENTILES = (("p50_latency_ms", 0.50), ("p95_latency_ms", 0.95), ("p99_latency_ms", 0.99))
 
 
@@ -70,30 +72,47 @@ class Shard:
         "owner",
         "retries",
         "started",
+        "stats",
         "success",
         "total_ns",
     )
 
-    def __init__(self, owner: int) -> None:
+    def __init__(self, stats: ToolStats, owner: int) -> None:
+        self.stats = stats
         self.owner = owner
         self.started = 0
         self.success = 0
         self.failure = 0
         self.retries = 0
         self.total_ns = 0
-        self.min_ns = -1
+        self.min_ns = _NO_MIN
         self.max_ns = -1
         self.hist: dict[int, int] = {}
 
-    def observe(self, ns: int) -> None:
-        """Add one duration to the latency figures."""
+    def record(self, ns: int, ok: bool) -> None:
+        """Count the end of one call that took ``ns`` (``bucket_index`` inlined: hot path).
+
+        A failure's ``last_error`` is the caller's to set, through ``ToolStats.failed``.
+        """
+        if ok:
+            self.success += 1
+        else:
+            self.failure += 1
         self.total_ns += ns
-        if ns < self.min_ns or self.min_ns < 0:
+        if ns < self.min_ns:  # noqa: PLR1730  (min() and max() cost a call here)
             self.min_ns = ns
-        self.max_ns = max(self.max_ns, ns)
-        index = bucket_index(ns)
-        hist = self.hist
-        hist[index] = hist.get(index, 0) + 1
+        if ns > self.max_ns:  # noqa: PLR1730
+            self.max_ns = ns
+        shift = ns.bit_length() - _SUB_BITS - 1
+        index = ns if shift <= 0 else (shift << _SUB_BITS) + (ns >> shift)
+        try:
+            self.hist[index] += 1
+        except KeyError:  # a bucket's first call; cheaper than .get() for every other
+            self.hist[index] = 1
+        stats = self.stats
+        stats.last_ns = ns
+        if ok and stats.consecutive_failures:
+            stats.end_failure_run()
 
 
 class ToolStats:
@@ -113,14 +132,14 @@ class ToolStats:
         with self.lock:
             shard = self.shards.get(owner)
             if shard is None:
-                shard = self.shards[owner] = Shard(owner)
+                shard = self.shards[owner] = Shard(self, owner)
         return shard
 
-    def succeeded(self) -> None:
-        """A success ends a run of failures."""
-        if self.consecutive_failures:
-            with self.lock:
-                self.consecutive_failures = 0
+    def end_failure_run(self) -> None:
+        """A success after failures; callers check ``consecutive_failures`` first, so the
+        common success takes no lock."""
+        with self.lock:
+            self.consecutive_failures = 0
 
     def failed(self, info: dict[str, str]) -> None:
         with self.lock:
@@ -130,15 +149,14 @@ class ToolStats:
     def snapshot(self) -> dict[str, Any]:
         shards = list(self.shards.values())
         success = failure = retries = total_ns = 0
-        low = high = -1
+        low, high = _NO_MIN, -1
         hist: dict[int, int] = {}
         for shard in shards:
             success += shard.success
             failure += shard.failure
             retries += shard.retries
             total_ns += shard.total_ns
-            if shard.min_ns >= 0 and (low < 0 or shard.min_ns < low):
-                low = shard.min_ns
+            low = min(low, shard.min_ns)
             high = max(high, shard.max_ns)
             for index, count in shard.hist.copy().items():
                 hist[index] = hist.get(index, 0) + count
@@ -153,7 +171,7 @@ class ToolStats:
             "retries": retries,
             "consecutive_failures": self.consecutive_failures,
             "in_flight": started - ended,
-            "min_latency_ms": None if low < 0 else low / 1e6,
+            "min_latency_ms": None if high < 0 else low / 1e6,
             "max_latency_ms": None if high < 0 else high / 1e6,
             **_percentiles(hist, low, high),
             "success_rate": success / ended if ended else None,
@@ -188,6 +206,12 @@ class MetricsStore:
     def __init__(self) -> None:
         self._stats: dict[str, ToolStats] = {}
         self._lock = threading.Lock()
+
+    def shard(self, name: str) -> Shard:
+        """The calling thread's shard of ``name``'s stats: where its calls are counted."""
+        stats = self._stats.get(name) or self.stats(name)
+        ident = _get_ident()
+        return stats.shards.get(ident) or stats.new_shard(ident)
 
     def stats(self, name: str) -> ToolStats:
         """The stats of ``name``, made on its first counted call."""

@@ -31,7 +31,7 @@ from codex_tools._errors import (
     ToolNotFoundError,
     ToolTimeoutError,
 )
-from codex_tools._metrics import MetricsStore, Shard, ToolStats, error_info
+from codex_tools._metrics import MetricsStore, Shard, error_info
 from codex_tools._retry import backoff_delay
 from codex_tools._tool import Tool, ToolContext, tool
 
@@ -40,9 +40,10 @@ __all__ = ["ToolHandle", "ToolRegistry"]
 T = TypeVar("T")
 
 _perf_ns = time.perf_counter_ns
-_get_ident = threading.get_ident
 _span_tokens = itertools.count(1)
 _TOOL_START, _TOOL_SUCCESS, _TOOL_FAILURE = _telemetry.TOOL_EVENTS
+_JSON_TYPES = (str, bytes, bytearray)
+_FIRST_TRY: tuple[int | None, bool] = (None, False)  # the tags of a call with no context
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -153,7 +154,11 @@ class ToolRegistry:
         context: Mapping[str, Any] | None = None,
     ) -> Any:
         """Call a tool and return its output; an async tool is run to completion."""
-        tool = self._resolve(name, context)
+        tool = self._tools.get(name) if type(name) is str else None
+        if tool is None or tool.enabled is not True:
+            tool = self._resolve(name, context)
+        if tool.retry is None:
+            return self._attempt(tool, args, context, 0)
         attempt = 0
         while True:
             try:
@@ -174,7 +179,11 @@ class ToolRegistry:
     ) -> Any:
         """Call a tool without blocking the event loop: a sync tool runs in a worker
         thread (under a copy of the context) unless it is marked ``quick``."""
-        tool = self._resolve(name, context)
+        tool = self._tools.get(name) if type(name) is str else None
+        if tool is None or tool.enabled is not True:
+            tool = self._resolve(name, context)
+        if tool.retry is None:
+            return await self._aattempt(tool, args, context, 0)
         attempt = 0
         while True:
             try:
@@ -194,7 +203,7 @@ class ToolRegistry:
         context: Mapping[str, Any] | None,
         k: int,
     ) -> Any:
-        stats, shard, tags, meta = self._begin(tool, args, context, k)
+        shard, tags, meta = self._begin(tool, args, context, k)
         start = _perf_ns()
         try:
             kwargs = _arguments(tool, args, context, tags)
@@ -205,8 +214,8 @@ class ToolRegistry:
             else:
                 output = tool.fn(**kwargs)
         except BaseException as error:  # noqa: BLE001  (every end is counted; _fail re-raises)
-            return _fail(tool, stats, shard, meta, error, _perf_ns() - start, context, tags)
-        _succeed(stats, shard, meta, output, _perf_ns() - start)
+            return _fail(tool, shard, meta, error, _perf_ns() - start, context, tags)
+        _succeed(shard, meta, output, _perf_ns() - start)
         return output
 
     async def _aattempt(
@@ -216,7 +225,7 @@ class ToolRegistry:
         context: Mapping[str, Any] | None,
         k: int,
     ) -> Any:
-        stats, shard, tags, meta = self._begin(tool, args, context, k)
+        shard, tags, meta = self._begin(tool, args, context, k)
         start = _perf_ns()
         try:
             kwargs = _arguments(tool, args, context, tags)
@@ -225,8 +234,8 @@ class ToolRegistry:
             else:
                 output = await _call_async(tool, kwargs)
         except BaseException as error:  # noqa: BLE001  (every end is counted; _fail re-raises)
-            return _fail(tool, stats, shard, meta, error, _perf_ns() - start, context, tags)
-        _succeed(stats, shard, meta, output, _perf_ns() - start)
+            return _fail(tool, shard, meta, error, _perf_ns() - start, context, tags)
+        _succeed(shard, meta, output, _perf_ns() - start)
         return output
 
     def _resolve(self, name: str, context: Mapping[str, Any] | None) -> Tool:
@@ -250,12 +259,10 @@ class ToolRegistry:
 
     def _begin(
         self, tool: Tool, args: Any, context: Mapping[str, Any] | None, k: int
-    ) -> tuple[ToolStats, Shard, tuple[int | None, bool], dict[str, Any] | None]:
+    ) -> tuple[Shard, tuple[int | None, bool], dict[str, Any] | None]:
         """Count the start and announce it; what the end of the call needs is returned."""
-        stats = self._metrics.stats(tool.name)
-        ident = _get_ident()
-        shard = stats.shards.get(ident) or stats.new_shard(ident)
-        tags = _tags(context, k)
+        shard = self._metrics.shard(tool.name)
+        tags = _FIRST_TRY if context is None and not k else _tags(context, k)
         shard.started += 1
         if tags[1]:
             shard.retries += 1
@@ -267,7 +274,7 @@ class ToolRegistry:
                 _telemetry.execute(
                     _TOOL_START, {"system_time": time.time_ns(), "monotonic_time": now}, meta
                 )
-        return stats, shard, tags, meta
+        return shard, tags, meta
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
@@ -319,10 +326,12 @@ def _arguments(
     """Validated keyword arguments, with the context injected where the tool asks."""
     signature = tool._signature
     try:
-        if args is None:
-            args = {}
-        if isinstance(args, str | bytes | bytearray):
-            kwargs: dict[str, Any] = signature.validator.validate_json(args)
+        if type(args) is dict:  # the common case first: no ABC or union checks
+            kwargs: dict[str, Any] = signature.validator.validate_python(args)
+        elif args is None:
+            kwargs = signature.validator.validate_python({})
+        elif isinstance(args, _JSON_TYPES):
+            kwargs = signature.validator.validate_json(args)
         elif isinstance(args, Mapping):
             kwargs = signature.validator.validate_python(args)
         else:
@@ -374,13 +383,8 @@ def _end_measurements(duration: int) -> dict[str, Any]:
     }
 
 
-def _succeed(
-    stats: ToolStats, shard: Shard, meta: dict[str, Any] | None, output: Any, duration: int
-) -> None:
-    shard.success += 1
-    shard.observe(duration)
-    stats.last_ns = duration
-    stats.succeeded()
+def _succeed(shard: Shard, meta: dict[str, Any] | None, output: Any, duration: int) -> None:
+    shard.record(duration, True)
     if meta is not None and _TOOL_SUCCESS in _telemetry._table:
         _telemetry.execute(
             _TOOL_SUCCESS,
@@ -391,7 +395,6 @@ def _succeed(
 
 def _fail(
     tool: Tool,
-    stats: ToolStats,
     shard: Shard,
     meta: dict[str, Any] | None,
     error: BaseException,
@@ -416,7 +419,7 @@ def _fail(
                 timed_out = timed_out and handled is error
                 error = handled
             else:
-                _succeed(stats, shard, meta, output, duration)
+                _succeed(shard, meta, output, duration)
                 return output
         info = error_info(error)
         raised = (
@@ -426,10 +429,8 @@ def _fail(
                 f"tool {tool.name!r} failed: {info['type']}: {info['message']}", tool=tool.name
             )
         )
-    shard.failure += 1
-    shard.observe(duration)
-    stats.last_ns = duration
-    stats.failed(error_info(error))
+    shard.record(duration, False)
+    shard.stats.failed(error_info(error))
     if meta is not None and _TOOL_FAILURE in _telemetry._table:
         _telemetry.execute(
             _TOOL_FAILURE,
