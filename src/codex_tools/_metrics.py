@@ -6,9 +6,10 @@ writer; readers only sum). The exception is what only the latest event decides,
 ``last_error`` and ``consecutive_failures``: they change under a per-tool lock, taken only
 when a call fails or succeeds right after failures.
 
-``in_flight`` is derived as ``started - success - failure``. A snapshot reads the outcomes
-before the starts, and a call is started before it ends, so the contract's invariant
-``success + failure + in_flight == started`` holds at any moment by construction.
+``in_flight`` is derived as ``started - success - failure``, from counts of each shard
+taken at one moment (see ``_counts``), so the contract's invariant
+``success + failure + in_flight == started`` holds by construction and ``in_flight``
+counts only calls that had begun and not yet ended.
 ``reset`` swaps in new stats: calls in flight across it finish on the old ones, unseen.
 
 Latency percentiles come from a log-bucketed histogram over nanoseconds: 16 buckets per
@@ -27,6 +28,7 @@ __all__ = ["MetricsStore", "Shard", "ToolStats", "bucket_index", "bucket_value",
 _SUB_BITS = 4  # 2**4 buckets per power of two
 _EXACT = 1 << (_SUB_BITS + 1)  # values below this get a bucket each
 MAX_ERROR_MESSAGE = 1000
+_READ_TRIES = 8  # for the counts of a shard whose owner keeps ending calls (see _counts)
 _NO_MIN = 1 << 62  # above any duration, so the first one always replaces it
 _get_ident = threading.get_ident
 PERCENTILES = (("p50_latency_ms", 0.50), ("p95_latency_ms", 0.95), ("p99_latency_ms", 0.99))
@@ -151,16 +153,18 @@ class ToolStats:
         success = failure = retries = total_ns = 0
         low, high = _NO_MIN, -1
         hist: dict[int, int] = {}
+        started = 0
         for shard in shards:
-            success += shard.success
-            failure += shard.failure
+            shard_success, shard_failure, shard_started = _counts(shard)
+            success += shard_success
+            failure += shard_failure
+            started += shard_started
             retries += shard.retries
             total_ns += shard.total_ns
             low = min(low, shard.min_ns)
             high = max(high, shard.max_ns)
             for index, count in shard.hist.copy().items():
                 hist[index] = hist.get(index, 0) + count
-        started = sum(shard.started for shard in shards)  # read last: see the module doc
         ended = success + failure
         return {
             "success": success,
@@ -176,6 +180,25 @@ class ToolStats:
             **_percentiles(hist, low, high),
             "success_rate": success / ended if ended else None,
         }
+
+
+def _counts(shard: Shard) -> tuple[int, int, int]:
+    """``(success, failure, started)`` of one shard as they were at one moment.
+
+    The owner counts a call's start before its end, so ``started`` read between two equal
+    readings of the outcomes is exact for that moment. Reading the outcomes of every shard
+    and only then the starts also counted each call that began and ended in between as in
+    flight: thousands under load. An owner ending calls through every try gets the starts
+    read first, which can only miss a call that began meanwhile.
+    """
+    for _ in range(_READ_TRIES):
+        success, failure = shard.success, shard.failure
+        started = shard.started
+        if shard.success == success and shard.failure == failure:
+            return success, failure, started
+    started = shard.started
+    success, failure = shard.success, shard.failure
+    return success, failure, max(started, success + failure)
 
 
 def _percentiles(hist: dict[int, int], low: int, high: int) -> dict[str, float | None]:
