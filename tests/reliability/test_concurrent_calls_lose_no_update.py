@@ -83,3 +83,35 @@ def test_sixteen_threads_of_mixed_calls_lose_no_update(registry: ToolRegistry) -
         assert row["in_flight"] == 0
         assert row["total_latency_ms"] == durations[name] / 1e6
         assert row["last_error"] == {"type": "ValueError", "message": "failing on purpose"}
+
+
+@pytest.mark.usefixtures("tiny_switch_interval")
+def test_snapshots_taken_while_threads_call_count_only_calls_really_in_flight(
+    registry: ToolRegistry,
+) -> None:
+    """Each invoker has at most one call running, so no snapshot may say more than four."""
+    registry.register(work)
+    invokers, snapshots = 4, 3_000
+    done = threading.Event()
+    seen: list[int] = []
+
+    def invoke_until_done() -> None:
+        while not done.is_set():
+            registry.invoke("work", {"fail": False})
+
+    pool = [threading.Thread(target=invoke_until_done) for _ in range(invokers)]
+    for thread in pool:
+        thread.start()
+    try:
+        for _ in range(snapshots):
+            row = registry.metrics().get("work")
+            if row is not None:
+                seen.append(row["in_flight"])
+    finally:
+        done.set()
+        for thread in pool:
+            thread.join()
+    assert len(seen) > snapshots // 2
+    assert max(seen) <= invokers
+    assert min(seen) >= 0
+    assert registry.metrics()["work"]["in_flight"] == 0
