@@ -263,17 +263,20 @@ class ToolRegistry:
         """Count the start and announce it; what the end of the call needs is returned."""
         shard = self._metrics.shard(tool.name)
         tags = _FIRST_TRY if context is None and not k else _tags(context, k)
-        shard.started += 1
-        if tags[1]:
-            shard.retries += 1
         meta = None
         if _telemetry._tool_events_watched:
             meta = _start_metadata(tool, args, context, tags)
-            if _TOOL_START in _telemetry._table:
-                now = time.monotonic_ns()
+        shard.started += 1
+        if tags[1]:
+            shard.retries += 1
+        if meta is not None and _TOOL_START in _telemetry._table:
+            now = time.monotonic_ns()
+            try:
                 _telemetry.execute(
                     _TOOL_START, {"system_time": time.time_ns(), "monotonic_time": now}, meta
                 )
+            except BaseException as error:  # noqa: BLE001  (an interrupt in a handler ends the call)
+                _fail(tool, shard, meta, error, 0, context, tags)
         return shard, tags, meta
 
     def _after_fork_in_child(self) -> None:
