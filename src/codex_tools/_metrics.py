@@ -48,19 +48,24 @@ def bucket_value(index: int) -> float:
     return ((index - (shift << _SUB_BITS)) + 0.5) * (1 << shift)
 
 
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_MESSAGE else text[: MAX_ERROR_MESSAGE - 1] + "…"
+
+
 def _message(error: BaseException) -> str:
     try:
         text = str(error)
     except Exception:  # noqa: BLE001  (a broken __str__ must not hide the failure)
-        return f"<unprintable {type(error).__name__}>"
+        return _bounded(f"<unprintable {type(error).__name__}>")
     if not isinstance(text, str):  # pragma: no cover  (str() guarantees a str)
         return repr(text)[:MAX_ERROR_MESSAGE]
-    return text if len(text) <= MAX_ERROR_MESSAGE else text[: MAX_ERROR_MESSAGE - 1] + "…"
+    return _bounded(text)
 
 
 def error_info(error: BaseException, type_name: str | None = None) -> dict[str, str]:
-    """``{"type", "message"}`` of an error: bounded, and holding no exception object."""
-    return {"type": type_name or type(error).__name__, "message": _message(error)}
+    """``{"type", "message"}`` of an error: bounded (a class name can be as long as a
+    message, when made at run time), and holding no exception object."""
+    return {"type": _bounded(type_name or type(error).__name__), "message": _message(error)}
 
 
 class Shard:
