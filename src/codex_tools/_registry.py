@@ -261,8 +261,8 @@ class ToolRegistry:
         self, tool: Tool, args: Any, context: Mapping[str, Any] | None, k: int
     ) -> tuple[Shard, tuple[int | None, bool], dict[str, Any] | None]:
         """Count the start and announce it; what the end of the call needs is returned."""
-        shard = self._metrics.shard(tool.name)
         tags = _FIRST_TRY if context is None and not k else _tags(context, k)
+        shard = self._metrics.shard(tool.name)
         meta = None
         if _telemetry._tool_events_watched:
             meta = _start_metadata(tool, args, context, tags)
@@ -308,7 +308,10 @@ def _tags(context: Mapping[str, Any] | None, k: int) -> tuple[int | None, bool]:
     """
     if context is None:
         return (None, False) if k == 0 else (1 + k, True)
-    attempt = context.get("attempt")
+    try:
+        attempt = context.get("attempt")
+    except AttributeError:  # checked here, where it costs nothing when it is a mapping
+        raise TypeError(f"context must be a mapping, not {type(context).__name__}") from None
     if k:
         return (attempt if isinstance(attempt, int) else 1) + k, True
     retry = context.get("retry")
