@@ -26,7 +26,7 @@ from codex_tools import (
 MAX_ERROR = 1_000
 MB = 1 << 20
 FUZZ = settings(
-    max_examples=150,
+    max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
