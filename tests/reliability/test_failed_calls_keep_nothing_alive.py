@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from codex_tools import Tool, ToolError, ToolRegistry, telemetry, tool
+from codex_tools import RetryPolicy, Tool, ToolError, ToolRegistry, telemetry, tool
 
 from ._support import rss_bytes
 
@@ -71,6 +71,17 @@ def quick_tool() -> Tool:
     return tool(name="fails", quick=True)(_raise)
 
 
+def retried_tool() -> Tool:
+    return tool(name="fails", retry=RetryPolicy(max_attempts=2))(_raise)
+
+
+def tool_whose_on_error_raises() -> Tool:
+    def on_error(error: BaseException, _: object) -> None:
+        raise ValueError("handled badly") from error
+
+    return tool(name="fails", on_error=on_error)(_raise)
+
+
 DRIVERS: list[tuple[str, Callable[[], Tool]]] = [
     ("invoke", sync_tool),
     ("invoke", async_tool),
@@ -80,6 +91,10 @@ DRIVERS: list[tuple[str, Callable[[], Tool]]] = [
     ("ainvoke", async_tool),
     ("ainvoke", sync_tool_with_timeout),
     ("ainvoke", quick_tool),
+    ("invoke", retried_tool),
+    ("ainvoke", retried_tool),
+    ("invoke", tool_whose_on_error_raises),
+    ("ainvoke", tool_whose_on_error_raises),
 ]
 
 
@@ -123,9 +138,10 @@ def test_failed_call_frees_its_exception_as_soon_as_the_caller_drops_it(
     before = HeavyError.alive
     assert _fail_once(registry, driver) == "ToolExecutionError"
     assert HeavyError.alive == before
-    assert registry.metrics()["fails"]["failure"] == 1
+    attempts = registry.metrics()["fails"]["failure"]
+    assert attempts == (2 if make is retried_tool else 1)
     if listening:
-        assert seen == ["NoneType", "HeavyError"]
+        assert len(seen) == 2 * attempts
 
 
 @pytest.mark.slow
