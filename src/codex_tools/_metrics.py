@@ -155,6 +155,7 @@ class ToolStats:
 
     def snapshot(self) -> dict[str, Any]:
         shards = list(self.shards.values())
+        last_error = self.last_error
         success = failure = retries = total_ns = 0
         low, high = _NO_MIN, -1
         hist: dict[int, int] = {}
@@ -174,7 +175,7 @@ class ToolStats:
         return {
             "success": success,
             "failure": failure,
-            "last_error": self.last_error,
+            "last_error": None if last_error is None else dict(last_error),  # the caller's
             "last_latency_ms": None if self.last_ns < 0 else self.last_ns / 1e6,
             "total_latency_ms": total_ns / 1e6,
             "retries": retries,
