@@ -388,3 +388,15 @@ def test_every_failure_above_is_a_tool_error() -> None:
     assert issubclass(ToolArgumentsError, ToolError)
     assert issubclass(ToolExecutionError, ToolError)
     assert issubclass(ToolNotFoundError, ToolError)
+
+
+def test_changing_a_snapshot_changes_nothing_else(registry: ToolRegistry) -> None:
+    """Exporters redact and reshape snapshots in place: that must not reach the metrics."""
+    registry.register(_raising(ValueError("secret token abc")), name="fails")
+    with pytest.raises(ToolExecutionError):
+        registry.invoke("fails")
+    snapshot = registry.metrics()
+    snapshot["fails"]["last_error"]["message"] = "[redacted]"
+    snapshot["fails"]["failure"] = 0
+    assert registry.metrics()["fails"]["last_error"]["message"] == "secret token abc"
+    assert registry.metrics()["fails"]["failure"] == 1
