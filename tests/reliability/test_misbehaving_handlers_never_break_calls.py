@@ -253,3 +253,28 @@ def test_handler_detaching_itself_during_dispatch_runs_once(registry: ToolRegist
     registry.invoke("add", {"a": 1, "b": 1})
     registry.invoke("add", {"a": 1, "b": 1})
     assert seen == [telemetry.TOOL_START]
+
+
+def test_a_broken_logging_setup_does_not_reach_the_emitter_either(registry: ToolRegistry) -> None:
+    """The failure report logs; a logging filter that raises must not undo the promise
+    that the emitter never sees a handler's error and the other handlers still run."""
+
+    class BrokenFilter(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            raise RuntimeError("filter bug")
+
+    registry.register(add)
+    seen: list[str] = []
+    telemetry.attach("broken", telemetry.TOOL_SUCCESS, _raise)
+    telemetry.attach("good", telemetry.TOOL_SUCCESS, lambda *_: seen.append("good"))
+    log = logging.getLogger("codex_tools.telemetry")
+    broken = BrokenFilter()
+    log.addFilter(broken)
+    try:
+        with telemetry.capture(telemetry.HANDLER_FAILURE) as failures:
+            assert registry.invoke("add", {"a": 1, "b": 2}) == 3
+    finally:
+        log.removeFilter(broken)
+    assert seen == ["good"]
+    assert len(failures) == 1
+    assert "broken" not in _ids()
