@@ -361,12 +361,8 @@ def _arguments(
         raise
     except Exception as error:  # a mapping that cannot be read: the tool never ran
         info = error_info(error)
-        raise ToolArgumentsError(
-            f"arguments of tool {tool.name!r} could not be read: {info['type']}: {info['message']}"[
-                :1000
-            ],
-            tool=tool.name,
-        ) from error
+        message = f"arguments of tool {tool.name!r} could not be read: {info['type']}"
+        raise ToolArgumentsError(f"{message}: {info['message']}"[:1000], tool=tool.name) from error
     if signature.context_param is not None:
         kwargs[signature.context_param] = _tool_context(tool, context, tags)
     return kwargs
