@@ -85,6 +85,7 @@ def test_sixteen_threads_of_mixed_calls_lose_no_update(registry: ToolRegistry) -
         assert row["last_error"] == {"type": "ValueError", "message": "failing on purpose"}
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("tiny_switch_interval")
 def test_snapshots_taken_while_threads_call_count_only_calls_really_in_flight(
     registry: ToolRegistry,
