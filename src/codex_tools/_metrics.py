@@ -6,9 +6,10 @@ writer; readers only sum). The exception is what only the latest event decides,
 ``last_error`` and ``consecutive_failures``: they change under a per-tool lock, taken only
 when a call fails or succeeds right after failures.
 
-``in_flight`` is derived as ``started - success - failure``. A snapshot reads the outcomes
-before the starts, and a call is started before it ends, so the contract's invariant
-``success + failure + in_flight == started`` holds at any moment by construction.
+``in_flight`` is derived as ``started - success - failure``, from counts of each shard
+taken at one moment (see ``_counts``), so the contract's invariant
+``success + failure + in_flight == started`` holds by construction and ``in_flight``
+counts only calls that had begun and not yet ended.
 ``reset`` swaps in new stats: calls in flight across it finish on the old ones, unseen.
 
 Latency percentiles come from a log-bucketed histogram over nanoseconds: 16 buckets per
@@ -27,6 +28,7 @@ __all__ = ["MetricsStore", "Shard", "ToolStats", "bucket_index", "bucket_value",
 _SUB_BITS = 4  # 2**4 buckets per power of two
 _EXACT = 1 << (_SUB_BITS + 1)  # values below this get a bucket each
 MAX_ERROR_MESSAGE = 1000
+_READ_TRIES = 8  # for the counts of a shard whose owner keeps ending calls (see _counts)
 _NO_MIN = 1 << 62  # above any duration, so the first one always replaces it
 _get_ident = threading.get_ident
 _ceil = math.ceil
@@ -46,6 +48,10 @@ def bucket_value(index: int) -> float:
     return ((index - (shift << _SUB_BITS)) + 0.5) * (1 << shift)
 
 
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_MESSAGE else text[: MAX_ERROR_MESSAGE - 1] + "…"
+
+
 # Every bucket's midpoint, for durations up to 2**63 ns: a snapshot looks them up.
 _MIDPOINTS = [bucket_value(index) for index in range(bucket_index((1 << 63) - 1) + 1)]
 
@@ -54,15 +60,16 @@ def _message(error: BaseException) -> str:
     try:
         text = str(error)
     except Exception:  # noqa: BLE001  (a broken __str__ must not hide the failure)
-        return f"<unprintable {type(error).__name__}>"
+        return _bounded(f"<unprintable {type(error).__name__}>")
     if not isinstance(text, str):  # pragma: no cover  (str() guarantees a str)
         return repr(text)[:MAX_ERROR_MESSAGE]
-    return text if len(text) <= MAX_ERROR_MESSAGE else text[: MAX_ERROR_MESSAGE - 1] + "…"
+    return _bounded(text)
 
 
 def error_info(error: BaseException, type_name: str | None = None) -> dict[str, str]:
-    """``{"type", "message"}`` of an error: bounded, and holding no exception object."""
-    return {"type": type_name or type(error).__name__, "message": _message(error)}
+    """``{"type", "message"}`` of an error: bounded (a class name can be as long as a
+    message, when made at run time), and holding no exception object."""
+    return {"type": _bounded(type_name or type(error).__name__), "message": _message(error)}
 
 
 class Shard:
@@ -152,12 +159,16 @@ class ToolStats:
 
     def snapshot(self) -> dict[str, Any]:
         shards = list(self.shards.values())
+        last_error = self.last_error
         success = failure = retries = total_ns = 0
         low, high = _NO_MIN, -1
         hist: dict[int, int] = {}
+        started = 0
         for shard in shards:
-            success += shard.success
-            failure += shard.failure
+            shard_success, shard_failure, shard_started = _counts(shard)
+            success += shard_success
+            failure += shard_failure
+            started += shard_started
             retries += shard.retries
             total_ns += shard.total_ns
             if shard.min_ns < low:  # noqa: PLR1730  (min() and max() cost a call here)
@@ -169,16 +180,13 @@ class ToolStats:
                     hist[index] = hist.get(index, 0) + count
             else:
                 hist = shard.hist.copy()
-        started = 0
-        for shard in shards:  # the starts are read last: see the module doc
-            started += shard.started
         ended = success + failure
         last_ns = self.last_ns
         p50, p95, p99 = _percentiles(hist, low, high)
         return {
             "success": success,
             "failure": failure,
-            "last_error": self.last_error,
+            "last_error": None if last_error is None else dict(last_error),  # the caller's
             "last_latency_ms": None if last_ns < 0 else last_ns / 1e6,
             "total_latency_ms": total_ns / 1e6,
             "retries": retries,
@@ -191,6 +199,25 @@ class ToolStats:
             "p99_latency_ms": p99,
             "success_rate": success / ended if ended else None,
         }
+
+
+def _counts(shard: Shard) -> tuple[int, int, int]:
+    """``(success, failure, started)`` of one shard as they were at one moment.
+
+    The owner counts a call's start before its end, so ``started`` read between two equal
+    readings of the outcomes is exact for that moment. Reading the outcomes of every shard
+    and only then the starts also counted each call that began and ended in between as in
+    flight: thousands under load. An owner ending calls through every try gets the starts
+    read first, which can only miss a call that began meanwhile.
+    """
+    for _ in range(_READ_TRIES):
+        success, failure = shard.success, shard.failure
+        started = shard.started
+        if shard.success == success and shard.failure == failure:
+            return success, failure, started
+    started = shard.started
+    success, failure = shard.success, shard.failure
+    return success, failure, max(started, success + failure)
 
 
 def _percentiles(hist: dict[int, int], low: int, high: int) -> list[float | None]:

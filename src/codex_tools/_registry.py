@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -263,19 +263,22 @@ class ToolRegistry:
         self, tool: Tool, args: Any, context: Mapping[str, Any] | None, k: int
     ) -> tuple[Shard, tuple[int | None, bool], dict[str, Any] | None]:
         """Count the start and announce it; what the end of the call needs is returned."""
-        shard = self._metrics.shard(tool.name)
         tags = _FIRST_TRY if context is None and not k else _tags(context, k)
-        shard.started += 1
-        if tags[1]:
-            shard.retries += 1
+        shard = self._metrics.shard(tool.name)
         meta = None
         if _telemetry._tool_events_watched:
             meta = _start_metadata(tool, args, context, tags)
-            if _TOOL_START in _telemetry._table:
-                now = time.monotonic_ns()
+        shard.started += 1
+        if tags[1]:
+            shard.retries += 1
+        if meta is not None and _TOOL_START in _telemetry._table:
+            now = time.monotonic_ns()
+            try:
                 _telemetry.execute(
                     _TOOL_START, {"system_time": time.time_ns(), "monotonic_time": now}, meta
                 )
+            except BaseException as error:  # noqa: BLE001  (an interrupt in a handler ends the call)
+                _fail(tool, shard, meta, error, 0, context, tags)
         return shard, tags, meta
 
     def _after_fork_in_child(self) -> None:
@@ -307,7 +310,10 @@ def _tags(context: Mapping[str, Any] | None, k: int) -> tuple[int | None, bool]:
     """
     if context is None:
         return (None, False) if k == 0 else (1 + k, True)
-    attempt = context.get("attempt")
+    try:
+        attempt = context.get("attempt")
+    except AttributeError:  # checked here, where it costs nothing when it is a mapping
+        raise TypeError(f"context must be a mapping, not {type(context).__name__}") from None
     if k:
         return (attempt if isinstance(attempt, int) else 1) + k, True
     retry = context.get("retry")
@@ -353,6 +359,12 @@ def _arguments(
             tool=tool.name,
             errors=[dict(problem) for problem in problems],
         ) from error
+    except ToolArgumentsError:
+        raise
+    except Exception as error:  # a mapping that cannot be read: the tool never ran
+        info = error_info(error)
+        message = f"arguments of tool {tool.name!r} could not be read: {info['type']}"
+        raise ToolArgumentsError(f"{message}: {info['message']}"[:1000], tool=tool.name) from error
     if signature.context_param is not None:
         kwargs[signature.context_param] = _tool_context(tool, context, tags)
     return kwargs
@@ -439,9 +451,14 @@ def _fail(
             _end_measurements(duration),
             {**meta, "error": error, "result": "error"},
         )
-    if raised is error:
-        raise error
-    raise raised from error
+    try:
+        if raised is error:
+            raise error
+        raise raised from error
+    finally:
+        # The traceback holds this frame and the frame holds the exceptions: a cycle that
+        # kept whatever the tool's exception held alive until the cyclic GC ran.
+        del error, raised
 
 
 def _retry_delay(tool: Tool, error: ToolExecutionError, attempt: int) -> float | None:
@@ -473,12 +490,30 @@ async def _call_async(tool: Tool, kwargs: dict[str, Any]) -> Any:
 
 def _run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion from sync code, in a thread of its own if this one
-    already runs an event loop (which cannot be re-entered)."""
+    already runs an event loop (which cannot be re-entered).
+
+    The tool's exception leaves the loop as a value: raised out of ``asyncio.run``, its
+    traceback would hold the frame holding the task holding it, a reference cycle.
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(make())
-    return _in_thread(lambda: asyncio.run(make()), None)
+        output, error = asyncio.run(_caught(make()))
+    else:
+        output, error = _in_thread(lambda: asyncio.run(_caught(make())), None)
+    if error is not None:
+        try:
+            raise error
+        finally:
+            del error
+    return cast(T, output)  # no error: the coroutine returned it
+
+
+async def _caught(work: Coroutine[Any, Any, T]) -> tuple[T | None, Exception | None]:
+    try:
+        return await work, None
+    except Exception as error:  # noqa: BLE001  (re-raised by _run_coroutine)
+        return None, error
 
 
 def _call_in_thread(tool: Tool, kwargs: dict[str, Any]) -> Any:
@@ -489,18 +524,28 @@ def _call_in_thread(tool: Tool, kwargs: dict[str, Any]) -> Any:
 
 def _in_thread(function: Callable[[], T], timeout: float | None) -> T:
     future: concurrent.futures.Future[T] = concurrent.futures.Future()
-    context = contextvars.copy_context()
-
-    def run() -> None:
-        try:
-            future.set_result(context.run(function))
-        except BaseException as error:  # noqa: BLE001  (handed to the waiting caller)
-            future.set_exception(error)
-
-    threading.Thread(target=run, name="codex-tools-call", daemon=True).start()
+    thread = threading.Thread(
+        target=_run_into,
+        args=(future, contextvars.copy_context(), function),
+        name="codex-tools-call",
+        daemon=True,
+    )
+    thread.start()
     try:
         return future.result(timeout)
     except concurrent.futures.TimeoutError:
         if future.done():
             raise
         raise _DeadlineExceeded from None
+    finally:
+        del future  # it holds the exception whose traceback holds this frame
+
+
+def _run_into(
+    future: concurrent.futures.Future[T], context: contextvars.Context, function: Callable[[], T]
+) -> None:
+    try:
+        future.set_result(context.run(function))
+    except BaseException as error:  # noqa: BLE001  (handed to the waiting caller)
+        future.set_exception(error)
+        del future  # the traceback holds this frame: it must not hold the future too

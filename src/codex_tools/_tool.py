@@ -79,6 +79,8 @@ def is_async_callable(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(_underlying(fn))
 
 
+# A tool name may hold anything but a class name (for the arguments' TypedDict) may not.
+_NOT_IN_CLASS_NAMES = re.compile("[\x00\ud800-\udfff]")
 _SECTION = re.compile(r"^(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?):\s*$")
 _ARG_LINE = re.compile(r"^\s+(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
 
@@ -156,7 +158,8 @@ def _build_signature(fn: Callable[..., Any], name: str, param_docs: dict[str, st
             defaults[param.name] = _json_default(param.default)
         fields[param.name] = annotation
     make_typed_dict: Any = TypedDict
-    arguments = with_config(ConfigDict(extra=extra))(make_typed_dict(f"{name}_arguments", fields))
+    class_name = _NOT_IN_CLASS_NAMES.sub("_", f"{name}_arguments")
+    arguments = with_config(ConfigDict(extra=extra))(make_typed_dict(class_name, fields))
     try:
         adapter: TypeAdapter[Any] = TypeAdapter(arguments)
         schema = adapter.json_schema()

@@ -33,7 +33,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -171,12 +171,13 @@ def _dispatch(
 
 def _handler_failed(info: HandlerInfo, event: EventName, error: Exception) -> None:
     detach(info.id)
-    logger.error(
-        "telemetry handler %r failed on %r and was detached",
-        info.id,
-        event,
-        exc_info=(type(error), error, error.__traceback__),
-    )
+    with suppress(Exception):  # a broken logging setup must not reach the emitter either
+        logger.error(
+            "telemetry handler %r failed on %r and was detached",
+            info.id,
+            event,
+            exc_info=(type(error), error, error.__traceback__),
+        )
     execute(
         HANDLER_FAILURE,
         {"monotonic_time": time.monotonic_ns(), "system_time": time.time_ns()},
