@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -20,3 +21,14 @@ def _no_leftover_handlers() -> Iterator[None]:
     for info in telemetry.list_handlers():
         if info.id not in before:
             telemetry.detach(info.id)
+
+
+@pytest.fixture
+def tiny_switch_interval() -> Iterator[None]:
+    """Make the interpreter switch threads as often as it can, as OpenTelemetry's tests do."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)

@@ -2,23 +2,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sys
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from codex_tools import ToolError, ToolRegistry, telemetry, tool
-
-
-@pytest.fixture
-def tiny_switch_interval() -> Iterator[None]:
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
 
 
 @tool
