@@ -33,11 +33,11 @@ def metrics_table(
 ) -> Table:
     """One row per tool: counts, success rate, latency percentiles and the last error
     (its type only, to fit 80 columns; ``--json`` gives every key)."""
-    table = Table(title=f"{title} (latency in ms)", box=box.SIMPLE_HEAD)
+    table = Table(title=f"{title} (latency in ms)", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0))
     table.add_column("tool", overflow="fold")
-    for column in ("ok", "fail", "retries", "rate", "p50", "p95", "p99"):
-        table.add_column(column, justify="right")
-    table.add_column("last error", overflow="fold")
+    for column in ("ok", "fail", "retry", "rate", "p50", "p95", "p99"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("last error", no_wrap=True, overflow="ellipsis")
     rows = sorted(snapshot.items(), key=lambda item: (_sort_value(sort, *item), item[0]))
     for name, row in rows:
         rate = row["success_rate"]
