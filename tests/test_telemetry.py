@@ -273,3 +273,20 @@ def test_default_logger_logs_one_line_per_call(
     assert "error=ToolArgumentsError" in lines[1]
     assert all(r.levelno == logging.WARNING for r in caplog.records if r.name == "codex_tools")
     telemetry.detach(handler_id)
+
+
+def test_a_handler_cannot_change_what_later_handlers_and_the_end_event_see(
+    registry: ToolRegistry,
+) -> None:
+    registry.register(add)
+
+    def meddle(event: Any, measurements: Any, metadata: Any, config: Any) -> None:
+        metadata["span_token"] = "stolen"
+
+    telemetry.attach("meddle", telemetry.TOOL_START, meddle)
+    with telemetry.capture() as events:
+        assert registry.invoke("add", {"a": 1, "b": 2}) == 3
+    assert telemetry.list_handlers(("codex",)) == []  # detached for raising
+    start, end = (e for e in events if e.event[:2] == ("codex", "tool"))
+    assert start.metadata["span_token"] == end.metadata["span_token"] != "stolen"
+    assert registry.metrics()["add"]["success"] == 1

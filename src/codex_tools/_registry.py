@@ -18,6 +18,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Mapping
+from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
@@ -275,7 +276,9 @@ class ToolRegistry:
             now = time.monotonic_ns()
             try:
                 _telemetry.execute(
-                    _TOOL_START, {"system_time": time.time_ns(), "monotonic_time": now}, meta
+                    _TOOL_START,
+                    {"system_time": time.time_ns(), "monotonic_time": now},
+                    MappingProxyType(meta),  # read-only: the end event is built from it
                 )
             except BaseException as error:  # noqa: BLE001  (an interrupt in a handler ends the call)
                 _fail(tool, shard, meta, error, 0, context, tags)
@@ -403,7 +406,7 @@ def _succeed(shard: Shard, meta: dict[str, Any] | None, output: Any, duration: i
         _telemetry.execute(
             _TOOL_SUCCESS,
             _end_measurements(duration),
-            {**meta, "output": output, "result": "ok"},
+            MappingProxyType({**meta, "output": output, "result": "ok"}),
         )
 
 
@@ -449,7 +452,7 @@ def _fail(
         _telemetry.execute(
             _TOOL_FAILURE,
             _end_measurements(duration),
-            {**meta, "error": error, "result": "error"},
+            MappingProxyType({**meta, "error": error, "result": "error"}),
         )
     try:
         if raised is error:
