@@ -163,16 +163,20 @@ def scrape(url: str) -> str:
     return body.decode()
 
 
+def run_mcp_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "codex_tools", "mcp", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 class TestCommandLineMistakes:
     def test_an_unimportable_module_exits_2_with_one_line(self) -> None:
-        done = subprocess.run(
-            [sys.executable, "-m", "codex_tools", "mcp", "no_such_module_here"],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        done = run_mcp_command("no_such_module_here")
         assert done.returncode == 2
         assert done.stdout == ""
         assert done.stderr.splitlines() == [
@@ -185,15 +189,7 @@ class TestCommandLineMistakes:
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             port = taken.getsockname()[1]
-            module, port_option = str(TOOLS_MODULE), f"--metrics-port={port}"
-            done = subprocess.run(
-                [sys.executable, "-m", "codex_tools", "mcp", module, port_option],
-                check=False,
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT,
-                stdin=subprocess.DEVNULL,
-            )
+            done = run_mcp_command(str(TOOLS_MODULE), f"--metrics-port={port}")
         assert done.returncode == 2
         assert done.stdout == ""
         [line] = [each for each in done.stderr.splitlines() if "codex-tools" in each]
