@@ -495,15 +495,25 @@ def _run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion from sync code, in a thread of its own if this one
     already runs an event loop (which cannot be re-entered).
 
-    The tool's exception leaves the loop as a value: raised out of ``asyncio.run``, its
-    traceback would hold the frame holding the task holding it, a reference cycle.
+    The tool's exception leaves the loop as a value in a box that is emptied once read:
+    raised out of ``asyncio.run``, or left in the finished task's result, it would be
+    reachable from its own traceback (whose frames lead back to the runner and its task),
+    a reference cycle that only the cyclic garbage collector could free.
     """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        output, error = asyncio.run(_caught(make()))
+        in_loop = False
     else:
-        output, error = _in_thread(lambda: asyncio.run(_caught(make())), None)
+        in_loop = True
+    # Not inside the except block: a tool failing there would take the RuntimeError as
+    # its context, and with it this frame.
+    if in_loop:
+        box = _in_thread(lambda: asyncio.run(_caught(make())), None)
+    else:
+        box = asyncio.run(_caught(make()))
+    output, error = box
+    box.clear()
     if error is not None:
         try:
             raise error
@@ -512,11 +522,12 @@ def _run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return cast(T, output)  # no error: the coroutine returned it
 
 
-async def _caught(work: Coroutine[Any, Any, T]) -> tuple[T | None, Exception | None]:
+async def _caught(work: Coroutine[Any, Any, Any]) -> list[Any]:
+    """``[output, None]`` or ``[None, error]``, for :func:`_run_coroutine`."""
     try:
-        return await work, None
+        return [await work, None]
     except Exception as error:  # noqa: BLE001  (re-raised by _run_coroutine)
-        return None, error
+        return [None, error]
 
 
 def _call_in_thread(tool: Tool, kwargs: dict[str, Any]) -> Any:
