@@ -61,8 +61,6 @@ def _message(error: BaseException) -> str:
         text = str(error)
     except Exception:  # noqa: BLE001  (a broken __str__ must not hide the failure)
         return _bounded(f"<unprintable {type(error).__name__}>")
-    if not isinstance(text, str):  # pragma: no cover  (str() guarantees a str)
-        return repr(text)[:MAX_ERROR_MESSAGE]
     return _bounded(text)
 
 
