@@ -1,0 +1,187 @@
+"""The LangChain adapter: real ``create_agent`` agents driven by a scripted chat model,
+fully offline, with our tools offered to them and their own tools metered."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from langchain.agents import create_agent
+from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.outputs import ChatResult
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.checkpoint.memory import InMemorySaver
+
+from codex_tools import ToolRegistry, telemetry, tool
+from codex_tools.contrib.langchain import structured_tools
+
+
+class ScriptedChat(FakeMessagesListChatModel):
+    """A chat model that replays ``responses`` and keeps every request it was sent."""
+
+    requests: list[list[BaseMessage]] = []  # noqa: RUF012  (a pydantic field: copied per model)
+    bound: list[Any] = []  # noqa: RUF012
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChat:
+        self.bound = list(tools)
+        return self
+
+    def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> ChatResult:
+        self.requests.append(list(messages))
+        return super()._generate(messages, *args, **kwargs)
+
+
+def call(name: str, call_id: str, **args: Any) -> dict[str, Any]:
+    return {"name": name, "args": args, "id": call_id, "type": "tool_call"}
+
+
+def scripted(*calls: dict[str, Any]) -> ScriptedChat:
+    """One turn that asks for ``calls``, then a final answer."""
+    return ScriptedChat(responses=[AIMessage("", tool_calls=list(calls)), AIMessage("done")])
+
+
+def tool_messages(messages: Sequence[BaseMessage]) -> dict[str, ToolMessage]:
+    return {m.tool_call_id: m for m in messages if isinstance(m, ToolMessage)}
+
+
+async def run_agent(agent: Any, use_async: bool, config: dict[str, Any] | None = None) -> Any:
+    state = {"messages": [("user", "go")]}
+    if use_async:
+        return await agent.ainvoke(state, config)
+    return agent.invoke(state, config)
+
+
+@pytest.fixture
+def ours(registry: ToolRegistry) -> ToolRegistry:
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    @tool
+    async def explode(reason: str) -> str:
+        """Always fails."""
+        raise ValueError(reason)
+
+    registry.register(add)
+    registry.register(explode)
+    return registry
+
+
+class TestOurToolsOffered:
+    @pytest.mark.parametrize("use_async", [False, True], ids=["invoke", "ainvoke"])
+    async def test_agent_sees_outputs_and_failures_as_messages(
+        self, ours: ToolRegistry, use_async: bool
+    ) -> None:
+        model = scripted(
+            call("add", "call-ok", a=1, b=2),
+            call("explode", "call-bad", reason="no fuel"),
+            call("add", "call-args", a="one", b=2),
+        )
+        agent = create_agent(model, tools=structured_tools(ours), checkpointer=InMemorySaver())
+        with telemetry.capture() as events:
+            result = await run_agent(agent, use_async, {"configurable": {"thread_id": "t-7"}})
+
+        assert result["messages"][-1].content == "done"
+        seen = tool_messages(model.requests[1])  # what the model was sent after the tools ran
+        assert seen == tool_messages(result["messages"])
+        assert (seen["call-ok"].content, seen["call-ok"].status) == ("3", "success")
+        assert seen["call-bad"].status == "error"
+        assert "ValueError: no fuel" in seen["call-bad"].content
+        assert seen["call-args"].status == "error"
+        assert "invalid arguments for tool 'add'" in seen["call-args"].content
+
+        metrics = ours.metrics()
+        assert (metrics["add"]["success"], metrics["add"]["failure"]) == (1, 1)
+        assert metrics["add"]["last_error"]["type"] == "ToolArgumentsError"
+        assert (metrics["explode"]["success"], metrics["explode"]["failure"]) == (0, 1)
+        assert metrics["explode"]["last_error"] == {"type": "ValueError", "message": "no fuel"}
+        assert metrics["add"]["total_latency_ms"] > 0
+        ends = {e.metadata["call_id"]: e for e in events if e.event[-1] != "start"}
+        assert {k: e.metadata["result"] for k, e in ends.items()} == {
+            "call-ok": "ok",
+            "call-bad": "error",
+            "call-args": "error",
+        }
+        assert {e.metadata["originator"] for e in events} == {"langchain"}
+        assert {e.metadata["thread_id"] for e in events} == {"t-7"}
+
+    def test_model_is_offered_the_registry_schema_and_description(self, ours: ToolRegistry) -> None:
+        model = ScriptedChat(responses=[AIMessage("nothing to do")])
+        create_agent(model, tools=structured_tools(ours)).invoke({"messages": [("user", "hi")]})
+        offered = {t.name: convert_to_openai_tool(t)["function"] for t in model.bound}
+        assert set(offered) == {"add", "explode"}
+        assert offered["add"]["description"] == "Add two integers."
+        schema = ours.lookup("add").parameters
+        assert offered["add"]["parameters"]["required"] == schema["required"]
+        assert offered["add"]["parameters"]["properties"].keys() == schema["properties"].keys()
+
+    async def test_tool_of_another_loop_or_thread_still_counts_once(
+        self, ours: ToolRegistry
+    ) -> None:
+        [add, _] = structured_tools(ours)
+        assert add.invoke({"a": 2, "b": 3}) == 5
+        assert await add.ainvoke({"a": 2, "b": 3}) == 5
+        assert add.invoke('{"a": 1, "b": 1}') == 2  # a JSON string, as some callers send
+        assert ours.metrics()["add"]["success"] == 3
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        args=st.one_of(
+            st.dictionaries(st.text(), st.one_of(st.integers(), st.text(), st.none())),
+            st.fixed_dictionaries({"a": st.integers(), "b": st.integers()}),
+            st.lists(st.integers()),
+        )
+    )
+    def test_any_arguments_end_in_a_message_and_one_count(self, args: Any) -> None:
+        registry = ToolRegistry()
+
+        @tool
+        def add(a: int, b: int) -> int:
+            """Add two integers."""
+            return a + b
+
+        registry.register(add)
+        [offered] = structured_tools(registry)
+        hostile_id = "c\udcff\x00[b]x[/b]"
+        message = offered.invoke(
+            {"name": "add", "args": args, "id": hostile_id, "type": "tool_call"}
+        )
+        assert isinstance(message, ToolMessage)
+        assert message.tool_call_id == hostile_id
+        assert message.status in {"success", "error"}
+        counts = registry.metrics()["add"]
+        assert counts["success"] + counts["failure"] == 1
+        assert (message.status == "error") == (counts["failure"] == 1)
+
+
+class TestImports:
+    def test_core_import_pulls_in_no_framework(self) -> None:
+        code = (
+            "import sys, codex_tools; "
+            "print(json.dumps(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('langchain', 'langchain_core', 'langgraph'))))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", "import json; " + code],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert json.loads(out) == []
+
+    def test_missing_extra_names_the_pip_install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delitem(sys.modules, "codex_tools.contrib.langchain")
+        monkeypatch.setitem(sys.modules, "langchain_core", None)  # as if never installed
+        for name in [n for n in sys.modules if n.startswith("langchain_core.")]:
+            monkeypatch.setitem(sys.modules, name, None)
+        with pytest.raises(ImportError, match=r"pip install 'codex-tools\[langchain\]'"):
+            importlib.import_module("codex_tools.contrib.langchain")
