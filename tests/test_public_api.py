@@ -23,6 +23,7 @@ def test_public_names_are_pinned() -> None:
         "exponential_backoff",
         "invoke",
         "lookup",
+        "merge_metrics",
         "metrics",
         "register",
         "reset_metrics",

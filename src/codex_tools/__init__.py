@@ -22,6 +22,7 @@ from codex_tools._errors import (
     ToolNotFoundError,
     ToolTimeoutError,
 )
+from codex_tools._merge import merge_metrics
 from codex_tools._registry import ToolHandle, ToolRegistry
 from codex_tools._retry import RetryPolicy, exponential_backoff
 from codex_tools._tool import Tool, ToolContext, tool
@@ -46,6 +47,7 @@ __all__ = [
     "exponential_backoff",
     "invoke",
     "lookup",
+    "merge_metrics",
     "metrics",
     "register",
     "reset_metrics",
@@ -108,9 +110,9 @@ async def ainvoke(
     return await _default.ainvoke(name, args, context)
 
 
-def metrics() -> dict[str, dict[str, Any]]:
-    """The metrics snapshot of the default registry."""
-    return _default.metrics()
+def metrics(*, buckets: bool = False) -> dict[str, dict[str, Any]]:
+    """The metrics snapshot of the default registry; see :meth:`ToolRegistry.metrics`."""
+    return _default.metrics(buckets=buckets)
 
 
 def reset_metrics() -> None:
