@@ -23,8 +23,8 @@ from prometheus_client.utils import floatToGoString
 
 import codex_tools
 from codex_tools import RetryPolicy, ToolExecutionError, ToolRegistry, tool
-from codex_tools._metrics import bucket_index, bucket_value
 from codex_tools.contrib.prometheus import DEFAULT_BUCKETS, ToolMetricsCollector, serve_metrics
+from histogram_support import under
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -100,11 +100,6 @@ def exercised() -> ToolRegistry:
     return registry
 
 
-def midpoint_s(bound_ms: float) -> float:
-    """The value a snapshot reports for the bucket that ``bound_ms`` closes, in seconds."""
-    return bucket_value(bucket_index(round(bound_ms * 1e6))) / 1e9
-
-
 def expected_samples(snapshot: dict[str, dict[str, Any]], ns: str) -> Samples:
     """What the collector must expose for ``snapshot`` (with buckets), written out from the
     contract: each log bucket counted under the first bound at or above its midpoint."""
@@ -120,8 +115,8 @@ def expected_samples(snapshot: dict[str, dict[str, Any]], ns: str) -> Samples:
         buckets = stats["latency_buckets"]
         for bound in (*DEFAULT_BUCKETS, math.inf):
             le = "+Inf" if bound == math.inf else floatToGoString(bound)
-            count = sum(n for bound_ms, n in buckets if midpoint_s(bound_ms) <= bound)
-            expected[(f"{ns}_tool_duration_seconds_bucket", labels(tool=name, le=le))] = count
+            key = (f"{ns}_tool_duration_seconds_bucket", labels(tool=name, le=le))
+            expected[key] = under(buckets, bound)
         count = sum(n for _, n in buckets)
         expected[(f"{ns}_tool_duration_seconds_count", tool_label)] = count
         expected[(f"{ns}_tool_duration_seconds_sum", tool_label)] = stats["total_latency_ms"] / 1e3

@@ -18,7 +18,7 @@ from typing import NoReturn
 __all__ = ["SUBCOMMANDS", "CLIError", "entry_point", "main"]
 
 #: Module names under ``codex_tools._cli``, one per subcommand, in help order.
-SUBCOMMANDS = ("demo", "run", "mcp", "metrics")
+SUBCOMMANDS = ("demo", "run", "mcp", "metrics", "top")
 
 
 class CLIError(Exception):
