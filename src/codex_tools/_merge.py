@@ -30,6 +30,7 @@ from codex_tools._metrics import BOUND_INDEX, latency_buckets, percentiles
 __all__ = ["merge_metrics"]
 
 _NO_MIN = 1 << 63
+_COUNTS = ("success", "failure", "retries", "in_flight", "consecutive_failures")
 _repr = reprlib.Repr()  # a hostile value is shown cut short in the error
 _repr.maxstring = _repr.maxother = 60
 _show = _repr.repr
@@ -55,7 +56,9 @@ def merge_metrics(
                 f"merge_metrics: snapshot {number} is {type(snapshot).__name__}, "
                 "not a dict of tools"
             )
+        where = _Where(number, "")
         for name, entry in snapshot.items():
+            where.name = name
             if not isinstance(name, str):
                 raise TypeError(
                     f"merge_metrics: snapshot {number} has a key {_show(name)}, not a tool name"
@@ -68,12 +71,13 @@ def merge_metrics(
             merged = tools.get(name)
             if merged is None:
                 merged = tools[name] = _Tool()
-            merged.add(entry, _Where(number, name))
+            merged.add(entry, where)
     return {name: merged.result() for name, merged in tools.items()}
 
 
 class _Where:
-    """Which input is being read: the text of an error is built only if one is raised."""
+    """Which input is being read (one per snapshot, its ``name`` moved along the tools):
+    the text of an error is built only if one is raised."""
 
     __slots__ = ("name", "number")
 
@@ -125,26 +129,44 @@ def _error(entry: Mapping[str, Any], where: _Where) -> dict[str, str] | None:
 
 
 def _buckets(entry: Mapping[str, Any], where: _Where, hist: dict[int, int]) -> None:
-    """Add ``entry``'s ``latency_buckets`` into ``hist``, checking each on the way."""
+    """Add ``entry``'s ``latency_buckets`` into ``hist``. The loop checks only what keeps
+    it right, in one test per bucket; on anything odd, ``_bucket_problem`` says what."""
     buckets = entry["latency_buckets"]
     if not isinstance(buckets, list | tuple):
         where.fail(TypeError, "latency_buckets", f"is {_show(buckets)}, not a list")
     previous = -1
+    index_of = BOUND_INDEX.__getitem__
+    count_of = hist.get
+    try:
+        for bound, count in buckets:
+            index = index_of(bound)
+            if index <= previous or type(count) is not int or count < 0 or type(bound) is not float:
+                break
+            hist[index] = count_of(index, 0) + count
+            previous = index
+        else:
+            return
+    except (KeyError, TypeError, ValueError):  # no pair, a bound off the grid or unhashable
+        pass
+    error, problem = _bucket_problem(buckets)
+    where.fail(error, "latency_buckets", problem)
+
+
+def _bucket_problem(buckets: list[Any] | tuple[Any, ...]) -> tuple[type[Exception], str]:
+    previous = -1
     for bucket in buckets:
         if not isinstance(bucket, list | tuple) or len(bucket) != 2:
-            where.fail(TypeError, "latency_buckets", f"has {_show(bucket)}, not [bound, count]")
+            return TypeError, f"has {_show(bucket)}, not [bound, count]"
         bound, count = bucket
-        index = BOUND_INDEX.get(bound) if type(bound) is float or type(bound) is int else None
+        index = BOUND_INDEX.get(bound) if type(bound) is float else None
         if index is None:
-            where.fail(
-                ValueError, "latency_buckets", f"has a bound {_show(bound)} off the bucket grid"
-            )
+            return ValueError, f"has a bound {_show(bound)} off the bucket grid"
         if type(count) is not int or count < 0:
-            where.fail(ValueError, "latency_buckets", f"has a count {_show(count)}")
+            return ValueError, f"has a count {_show(count)}"
         if index <= previous:
-            where.fail(ValueError, "latency_buckets", "is not in ascending order")
+            return ValueError, "is not in ascending order"
         previous = index
-        hist[index] = hist.get(index, 0) + count
+    return ValueError, "is not a list of buckets"  # not reached: the fast loop found one
 
 
 class _Tool:
@@ -175,26 +197,62 @@ class _Tool:
         self.hist: dict[int, int] | None = {}  # None once an input comes without buckets
 
     def add(self, entry: Mapping[str, Any], where: _Where) -> None:
-        self.success += _count(entry, "success", where)
-        self.failure += _count(entry, "failure", where)
-        self.retries += _count(entry, "retries", where)
-        self.in_flight += _count(entry, "in_flight", where)
-        failing = _count(entry, "consecutive_failures", where)
+        try:
+            counts = success, failure, retries, in_flight, failing = (
+                entry["success"],
+                entry["failure"],
+                entry["retries"],
+                entry["in_flight"],
+                entry["consecutive_failures"],
+            )
+            total, low, high = (
+                entry["total_latency_ms"],
+                entry["min_latency_ms"],
+                entry["max_latency_ms"],
+            )
+            last, error = entry["last_latency_ms"], entry["last_error"]
+        except KeyError as missing:
+            where.fail(ValueError, str(missing.args[0]), "is missing")
+        if not (
+            type(success) is int
+            and type(failure) is int
+            and type(retries) is int
+            and type(in_flight) is int
+            and type(failing) is int
+            and min(counts) >= 0
+        ):
+            for key in _COUNTS:
+                _count(entry, key, where)  # raises, saying which one is wrong
+        if not (
+            type(total) is float
+            and 0.0 <= total < math.inf
+            and (low is None or (type(low) is float and 0.0 <= low < math.inf))
+            and (high is None or (type(high) is float and 0.0 <= high < math.inf))
+            and (last is None or (type(last) is float and 0.0 <= last < math.inf))
+        ):  # an int of ms is fine too: the slow way takes it, or says what is wrong
+            total = _ms(entry, "total_latency_ms", where)
+            if total is None:
+                where.fail(TypeError, "total_latency_ms", "is None, not a number of ms")
+            low, high = _ms(entry, "min_latency_ms", where), _ms(entry, "max_latency_ms", where)
+            last = _ms(entry, "last_latency_ms", where)
+        self.success += success
+        self.failure += failure
+        self.retries += retries
+        self.in_flight += in_flight
         self.consecutive += failing
-        self.total_ms += _ms(entry, "total_latency_ms", where) or 0.0
-        low, high = _ms(entry, "min_latency_ms", where), _ms(entry, "max_latency_ms", where)
+        self.total_ms += total
         if low is not None and high is not None and low <= high:
             # back to the ns that a snapshot divided by 1e6: exact below 2**51 ns (26 days)
             self.low = min(self.low, round(low * 1e6))
             self.high = max(self.high, round(high * 1e6))
         elif low is not None or high is not None:
             where.fail(ValueError, "min_latency_ms", f"is {low} with a maximum of {high}")
-        last = _ms(entry, "last_latency_ms", where)
         if self.last_ms is None:
             self.last_ms = last
-        error = _error(entry, where)
-        if error is not None and not self.error_now and (self.error is None or failing):
-            self.error, self.error_now = error, failing > 0
+        if error is not None:
+            error = _error(entry, where)
+            if not self.error_now and (self.error is None or failing):
+                self.error, self.error_now = error, failing > 0
         if "latency_buckets" not in entry:
             self.hist = None
         elif self.hist is not None:
