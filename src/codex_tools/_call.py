@@ -32,10 +32,13 @@ __all__ = [
     "begin",
     "fail",
     "failed",
+    "running",
     "running_tool",
     "succeed",
     "tags",
     "tool_context",
+    "track_running",
+    "tracking",
 ]
 
 #: ``(attempt, retry)`` of one try.
@@ -252,11 +255,22 @@ def fail(
         del error, raised
 
 
-_running: ContextVar[Tool | None] = ContextVar("codex_tools_running_tool", default=None)
+running: ContextVar[Tool | None] = ContextVar("codex_tools_running_tool", default=None)
+#: Whether the drivers set :data:`running`: only once someone asked (it costs ~0.2 µs).
+tracking = False
+
+
+def track_running() -> None:
+    """From now on, mark the registry tool that runs in each context, for
+    :func:`running_tool`. An adapter that meters a framework's tool calls calls this
+    when it is installed."""
+    global tracking
+    tracking = True
 
 
 def running_tool() -> Tool | None:
     """The registry tool whose function runs in this context (under ``invoke`` or
-    ``ainvoke``), else None: an adapter metering a framework's tool calls checks it so
-    that a registry tool offered to that framework is not counted twice."""
-    return _running.get()
+    ``ainvoke``, in the tool's own thread or task and whatever they start), else None,
+    once :func:`track_running` was called: an adapter metering a framework's tool calls
+    checks it so that a registry tool offered to that framework is not counted twice."""
+    return running.get()

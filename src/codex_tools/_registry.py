@@ -16,13 +16,24 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from codex_tools._call import FIRST_TRY, arguments, begin, fail, succeed, tags, tool_context
+from codex_tools import _call
+from codex_tools._call import (
+    FIRST_TRY,
+    arguments,
+    begin,
+    fail,
+    running,
+    succeed,
+    tags,
+    tool_context,
+)
 from codex_tools._errors import (
     ToolAlreadyRegisteredError,
     ToolDisabledError,
     ToolExecutionError,
     ToolNotFoundError,
 )
+from codex_tools._measure import NO_METADATA, MeasuredCall
 from codex_tools._metrics import MetricsStore
 from codex_tools._retry import backoff_delay
 from codex_tools._runners import call_async, call_in_thread, run_coroutine
@@ -130,6 +141,19 @@ class ToolRegistry:
 
     # -- invocation ---------------------------------------------------------------------
 
+    def measure(
+        self,
+        name: str,
+        arguments: Any = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> MeasuredCall:
+        """Count a call that runs elsewhere (a framework's tool, an upstream server's) as
+        ``invoke`` counts its own; the name need not be registered. Use the result as a
+        ``with``/``async with`` block, or end it by hand with ``succeed``/``fail``."""
+        known = self._tools.get(name) if type(name) is str else None
+        metadata = NO_METADATA if known is None else known.metadata
+        return MeasuredCall(self._metrics, name, metadata, arguments, context)
+
     def invoke(
         self,
         name: str,
@@ -191,12 +215,17 @@ class ToolRegistry:
         start = _perf_ns()
         try:
             kwargs = arguments(tool, args, context, try_tags)
-            if tool.is_async:
-                output = run_coroutine(lambda: call_async(tool, kwargs))
-            elif tool.timeout is not None:
-                output = call_in_thread(tool, kwargs)
-            else:
-                output = tool.fn(**kwargs)
+            marker = running.set(tool) if _call.tracking else None
+            try:
+                if tool.is_async:
+                    output = run_coroutine(lambda: call_async(tool, kwargs))
+                elif tool.timeout is not None:
+                    output = call_in_thread(tool, kwargs)
+                else:
+                    output = tool.fn(**kwargs)
+            finally:
+                if marker is not None:
+                    running.reset(marker)
         except BaseException as error:  # noqa: BLE001  (every end is counted; fail re-raises)
             return fail(tool, shard, meta, error, _perf_ns() - start, context, try_tags)
         succeed(shard, meta, output, _perf_ns() - start)
@@ -214,12 +243,17 @@ class ToolRegistry:
         start = _perf_ns()
         try:
             kwargs = arguments(tool, args, context, try_tags)
-            if tool.timeout is None and tool.is_async:  # one coroutine fewer than call_async
-                output = await tool.fn(**kwargs)
-            elif tool.timeout is None and tool.quick:
-                output = tool.fn(**kwargs)
-            else:
-                output = await call_async(tool, kwargs)
+            marker = running.set(tool) if _call.tracking else None
+            try:
+                if tool.timeout is None and tool.is_async:  # a coroutine fewer than call_async
+                    output = await tool.fn(**kwargs)
+                elif tool.timeout is None and tool.quick:
+                    output = tool.fn(**kwargs)
+                else:
+                    output = await call_async(tool, kwargs)
+            finally:
+                if marker is not None:
+                    running.reset(marker)
         except BaseException as error:  # noqa: BLE001  (every end is counted; fail re-raises)
             return fail(tool, shard, meta, error, _perf_ns() - start, context, try_tags)
         succeed(shard, meta, output, _perf_ns() - start)
