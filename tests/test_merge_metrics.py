@@ -13,21 +13,12 @@ from hypothesis import strategies as st
 
 from codex_tools import ToolExecutionError, ToolRegistry, merge_metrics
 from codex_tools._metrics import MetricsStore, bucket_index
+from test_metrics import KEYS
 
 Calls = list[tuple[int, bool]]  # (duration in ns, succeeded)
-EXACT_KEYS = (
-    "success",
-    "failure",
-    "retries",
-    "in_flight",
-    "min_latency_ms",
-    "max_latency_ms",
-    "p50_latency_ms",
-    "p95_latency_ms",
-    "p99_latency_ms",
-    "success_rate",
-    "latency_buckets",
-)
+# What a merge gets exactly right; the rest is summed in floats or decided by a rule.
+BY_RULE = {"last_error", "last_latency_ms", "total_latency_ms", "consecutive_failures"}
+EXACT_KEYS = (*(key for key in KEYS if key not in BY_RULE), "latency_buckets")
 
 
 def snapshot_of(calls: Calls, name: str = "t") -> dict[str, dict[str, Any]]:
