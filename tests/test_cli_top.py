@@ -127,8 +127,9 @@ class TestRates:
 
 
 @contextmanager
-def endpoint(body: bytes | None) -> Iterator[str]:
-    """A server answering every GET with ``body``, or (None) accepting and never answering."""
+def endpoint(body: bytes | None, length: int | None = None) -> Iterator[str]:
+    """A server answering every GET with ``body`` (announcing ``length`` bytes, if given),
+    or (None) accepting and never answering."""
     if body is None:
         with socket.create_server(("127.0.0.1", 0)) as hung:
             yield f"127.0.0.1:{hung.getsockname()[1]}"
@@ -137,6 +138,8 @@ def endpoint(body: bytes | None) -> Iterator[str]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.send_response(200)
+            if length is not None:
+                self.send_header("Content-Length", str(length))
             self.end_headers()
             self.wfile.write(body)
 
@@ -151,6 +154,23 @@ def endpoint(body: bytes | None) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def raw_endpoint(data: bytes) -> Iterator[str]:
+    """A server that answers the first connection with ``data``, not HTTP."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+
+        def answer() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(data)
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+        thread.join(10)
 
 
 class TestWithoutATerminal:
@@ -187,18 +207,23 @@ class TestWithoutATerminal:
             endpoint(None) as hung,
             endpoint(b"[1, 2]") as wrong,
             endpoint(b"\xff") as binary,
+            endpoint(b"{}", length=100) as cut,
+            raw_endpoint(b"SSH-2.0-OpenSSH\r\n") as ssh,
         ):
             started = time.monotonic()
-            code = main(["top", up.url, closed.url, hung, wrong, binary, "--interval", "0.2"])
+            urls = [up.url, closed.url, hung, wrong, binary, cut, ssh]
+            code = main(["top", *urls, "--interval", "0.2"])
             took = time.monotonic() - started
         out = capsys.readouterr().out
         assert code == 0
         assert re.search(r"^ alive +1 ", out, re.MULTILINE)
-        assert "1/5 up" in out
+        assert "1/7 up" in out
         assert f"{closed.url}/metrics.json  down: Connection refused" in out
         assert f"{hung}/metrics.json  down: timed out" in out
         assert f"{wrong}/metrics.json  down: not a metrics snapshot" in out
         assert f"{binary}/metrics.json  down: not JSON" in out
+        assert f"{cut}/metrics.json  down: response cut short" in out
+        assert f"{ssh}/metrics.json  down: BadStatusLine" in out
         assert took < 30  # bounded by the timeout, not by the hung endpoint
 
     def test_no_endpoint_answering_is_an_error(self, capsys: pytest.CaptureFixture[str]) -> None:

@@ -94,6 +94,7 @@ def fetch(url: str, timeout: float) -> Snapshot:
     try:
         with _opener.open(url, timeout=timeout) as response:
             body = response.read(_MAX_BODY + 1)
+            announced = response.headers.get("Content-Length", "")
     except urllib.error.HTTPError as error:
         raise OSError(f"HTTP {error.code}") from None
     except urllib.error.URLError as error:
@@ -101,6 +102,8 @@ def fetch(url: str, timeout: float) -> Snapshot:
         raise OSError(getattr(reason, "strerror", None) or str(reason)) from None
     if len(body) > _MAX_BODY:
         raise ValueError("response too large")
+    if announced.isdigit() and len(body) < int(announced):
+        raise ValueError("response cut short")
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -121,6 +124,8 @@ def fetch_all(urls: Sequence[str], timeout: float) -> list[Snapshot | str]:
             results[at] = fetch(url, timeout)
         except (OSError, ValueError) as error:
             results[at] = str(error) or type(error).__name__
+        except Exception as error:  # noqa: BLE001  (http.client's own: a truncated body...)
+            results[at] = type(error).__name__
 
     threads = [
         threading.Thread(target=one, args=(at, url), daemon=True) for at, url in enumerate(urls)
