@@ -300,6 +300,8 @@ def test_live_view_marks_a_stopped_endpoint_down_keeps_updating_and_quits_cleanl
                 f"{sys.executable} -m codex_tools top {first} {second} --interval 0.3", "Enter"
             )
             terminal.wait_for(lambda s: "2/2 up" in s and fast_calls(s))
+            terminal.type("f")  # sort by failures: the failing tool comes first
+            terminal.wait_for(lambda s: "by failure" in s and re.search(r"─\n fail ", s))
             stopping.kill()
             stopping.wait()
             screen = terminal.wait_for(lambda s: "1/2 up" in s)
@@ -313,6 +315,17 @@ def test_live_view_marks_a_stopped_endpoint_down_keeps_updating_and_quits_cleanl
             screen = terminal.wait_for(lambda s: "exit=" in s.replace("echo exit=", ""))
         assert re.search(r"^exit=(0|130)$", screen, re.MULTILINE)
         assert "Traceback" not in screen
+        terminal.type("stty -a | grep -o -- '-*icanon' | sed s/^/mode:/", "Enter")
+        screen = terminal.wait_for(lambda s: re.search(r"^mode:", s, re.MULTILINE))
+        assert re.search(r"^mode:icanon$", screen, re.MULTILINE)  # keys read line by line again
+        terminal.type("clear", "Enter")
+        terminal.type(f"{sys.executable} -m codex_tools top 1 --interval 0.3", "Enter")
+        terminal.wait_for(lambda s: "0/1 up" in s)
+        terminal.type("q")
+        terminal.wait_for(lambda s: s.rstrip().endswith("$"))
+        terminal.type("echo exit=$?", "Enter")
+        screen = terminal.wait_for(lambda s: "exit=" in s.replace("echo exit=", ""))
+        assert re.search(r"^exit=0$", screen, re.MULTILINE)
         assert "fast" not in screen  # the live table went with the alternate screen
         state = terminal.tmux("display", "-p", "-t", "t", "#{alternate_on} #{cursor_flag}")
         assert state.split() == ["0", "1"]  # back on the main screen, cursor shown

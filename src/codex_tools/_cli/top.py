@@ -12,12 +12,16 @@ printed and the command ends, for scripts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import select
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -47,7 +51,8 @@ def add_parser(subparsers: Any) -> None:
         help="a live table of the metrics of running processes, merged",
         description="Watch one or more metrics endpoints (serve_metrics, codex-tools mcp "
         "--metrics-port) as one live table. URL: http://HOST:PORT (its /metrics or "
-        "/metrics.json too), HOST:PORT or PORT (on 127.0.0.1). Ctrl-C quits.",
+        "/metrics.json too), HOST:PORT or PORT (on 127.0.0.1). Keys: n c r f p sort by "
+        "name, calls, rate, failure, p95; q or Ctrl-C quits.",
     )
     parser.add_argument("urls", nargs="+", metavar="URL", help="a metrics endpoint")
     parser.add_argument(
@@ -173,9 +178,11 @@ class Watch:
         self.rates = rates if elapsed else None
         self._at = now
 
-    def render(self, width: int, sort: SortKey) -> RenderableType:
+    def render(self, width: int, sort: SortKey, live: bool = False) -> RenderableType:
         up = self.status.count(None)
         title = Text(f"codex-tools top · {up}/{len(self.urls)} up · by {sort}", style="bold")
+        if live:
+            title.append("  keys: n c r f p sort, q quits", style="dim")
         lines: list[RenderableType] = [title, self._table(width, sort)]
         for url, down in zip(self.urls, self.status, strict=True):
             line = Text("● " if down is None else "✖ ", style="green" if down is None else "red")
@@ -276,9 +283,49 @@ def run(namespace: argparse.Namespace) -> int:
         if None not in watch.status:
             raise CLIError("no endpoint answered")
         return 0
-    with Live(console=console, screen=True, auto_refresh=False) as live:
+    sort: SortKey = namespace.sort
+    with _keys() as read_key, Live(console=console, screen=True, auto_refresh=False) as live:
         while True:
             started = time.monotonic()
             watch.refresh(fetch_all(urls, timeout), started)
-            live.update(watch.render(console.width, namespace.sort), refresh=True)
-            time.sleep(max(0.0, namespace.interval - (time.monotonic() - started)))
+            live.update(watch.render(console.width, sort, live=True), refresh=True)
+            while (left := started + namespace.interval - time.monotonic()) > 0:
+                key = read_key(left)
+                if key == "q":
+                    return 0
+                if key in _SORT_BY_KEY:
+                    sort = _SORT_BY_KEY[key]
+                    live.update(watch.render(console.width, sort, live=True), refresh=True)
+
+
+def _wait(seconds: float) -> str:
+    time.sleep(seconds)
+    return ""
+
+
+_SORT_BY_KEY: dict[str, SortKey] = {key[0]: key for key in SORT_KEYS}  # n, c, r, f, p
+
+
+@contextlib.contextmanager
+def _keys() -> Iterator[Callable[[float], str]]:
+    """A reader of single key presses, waiting at most the given seconds ("" if none).
+    The terminal is in cbreak mode meanwhile (Ctrl-C still interrupts) and restored on
+    the way out, however that is; without a terminal on stdin it only waits."""
+    if sys.platform == "win32" or not sys.stdin.isatty():
+        yield _wait
+        return
+    import termios
+    import tty
+
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+
+    def read_key(seconds: float) -> str:
+        ready, _, _ = select.select([fd], [], [], seconds)
+        return os.read(fd, 1).decode("ascii", "replace").lower() if ready else ""
+
+    try:
+        yield read_key
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
