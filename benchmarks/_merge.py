@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import time
 
 from rich.console import Console
@@ -14,7 +16,6 @@ from benchmarks._scale import _many_tools
 from benchmarks._tools import ARGS
 from codex_tools import ToolRegistry, merge_metrics
 from codex_tools._cli.top import Watch, fetch, fetch_all
-from codex_tools.contrib.prometheus import serve_metrics
 
 __all__ = ["run"]
 
@@ -84,23 +85,39 @@ def _snapshot(registry: ToolRegistry, tools: int, sizes: Sizes, check: Check) ->
     ]
 
 
+# One endpoint process: a registry of tools with calls made, served until stdin closes.
+_ENDPOINT = f"""
+import sys
+from codex_tools import ToolRegistry
+from codex_tools.contrib.prometheus import serve_metrics
+registry = ToolRegistry()
+for n in range({ENDPOINT_TOOLS}):
+    registry.register(lambda a, b: a + b, name=f"tool_{{n}}")
+    for _ in range(4):
+        registry.invoke(f"tool_{{n}}", {{"a": 1, "b": 2}})
+with serve_metrics(registry) as server:
+    print(server.url, flush=True)
+    sys.stdin.read()
+"""
+
+
 def _top(sizes: Sizes, check: Check) -> list[Row]:
-    """Fetch, check, merge and render ten live endpoints, wall clock (threads and sockets)."""
-    registries = [ToolRegistry() for _ in range(ENDPOINTS)]
-    for registry in registries:
-        for n in range(ENDPOINT_TOOLS):
-            registry.register(lambda a, b: a + b, name=f"tool_{n}")
-            for _ in range(4):
-                registry.invoke(f"tool_{n}", ARGS)
-    servers = [serve_metrics(registry) for registry in registries]
+    """Fetch, check, merge and render ten endpoints, each its own process, wall clock
+    (threads and sockets); rendered for a 100 x 30 terminal, as the live view is."""
+    servers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ENDPOINT], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        for _ in range(ENDPOINTS)
+    ]
     try:
-        urls = [f"{server.url}/metrics.json" for server in servers]
+        urls = [f"{server.stdout.readline().decode().strip()}/metrics.json" for server in servers]
         watch = Watch(urls)
-        console = Console(file=io.StringIO(), width=100)
+        console = Console(file=io.StringIO(), width=100, height=30)
 
         def refresh() -> None:
             watch.refresh(fetch_all(urls, 2.0), time.monotonic())
-            console.print(watch.render(100, "calls"))
+            console.print(watch.render(100, "calls", 30))
 
         cases = {
             "refresh": loop("refresh()", {"refresh": refresh}, clock=time.perf_counter),
@@ -111,14 +128,14 @@ def _top(sizes: Sizes, check: Check) -> list[Row]:
         timings = interleave(cases, max(3, sizes.repeats // 3), sizes.target_s, start=1)
     finally:
         for server in servers:
-            server.close()
+            server.communicate()  # closes its stdin: it ends
     value = timings.median("refresh")
     calls = sum(row["success"] for row in watch.merged.values())
     return [
         Row(
             "8 processes",
-            f"codex-tools top: one refresh of {ENDPOINTS} live endpoints, "
-            f"{ENDPOINT_TOOLS} tools each (wall)",
+            f"codex-tools top: one refresh of {ENDPOINTS} endpoint processes, "
+            f"{ENDPOINT_TOOLS} tools each, 100x30 (wall)",
             ns(value),
             "ns",
             baseline="fetching one endpoint",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import io
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from codex_tools import ToolExecutionError, ToolRegistry
 from codex_tools._cli import main
@@ -350,3 +352,20 @@ def test_the_table_fits_the_terminal_from_60_columns(
     assert all(word in header for word in ("tool", "calls", "/s", "fail%", "p95", "p99"))
     assert ("last error" in header) == (columns >= 80)
     assert any("1,234" in line for line in lines)
+
+
+def test_a_live_screen_shows_the_rows_that_fit_and_says_how_many_more() -> None:
+    registry = ToolRegistry()
+    for n in range(40):
+        registry.register(lambda: None, name=f"tool_{n:02}")
+        for _ in range(n):
+            registry.invoke(f"tool_{n:02}")
+    watch = Watch(["one", "two"])
+    watch.refresh([registry.metrics(buckets=True), registry.metrics(buckets=True)], now=0.0)
+    console = Console(file=io.StringIO(), width=100, height=30)
+    console.print(watch.render(100, "calls", height=30))
+    screen = console.file.getvalue()  # type: ignore[attr-defined]
+    rows = re.findall(r"^ (tool_\d\d) ", screen, re.MULTILINE)
+    assert rows == [f"tool_{n:02}" for n in range(39, 39 - 22, -1)]  # the most called first
+    assert "… and 17 more" in screen  # tool_00, never called, has no row
+    assert len(screen.splitlines()) <= 30

@@ -178,12 +178,21 @@ class Watch:
         self.rates = rates if elapsed else None
         self._at = now
 
-    def render(self, width: int, sort: SortKey, live: bool = False) -> RenderableType:
+    def render(self, width: int, sort: SortKey, height: int | None = None) -> RenderableType:
+        """The table and each endpoint's state; with a ``height`` (a live screen), only the
+        rows that fit it, as top does: rows off the screen would cost a refresh for
+        nothing."""
         up = self.status.count(None)
         title = Text(f"codex-tools top · {up}/{len(self.urls)} up · by {sort}", style="bold")
-        if live:
+        rows = sorted(self.merged.items(), key=lambda item: (self._order(sort, *item), item[0]))
+        shown = rows
+        if height is not None:
             title.append("  keys: n c r f p sort, q quits", style="dim")
-        lines: list[RenderableType] = [title, self._table(width, sort)]
+            shown = rows[: max(1, height - _OVERHEAD - len(self.urls))]
+        lines: list[RenderableType] = [title, self._table(width, shown)]
+        if len(shown) < len(rows):
+            more = len(rows) - len(shown)
+            lines.append(Text(f"… and {more} more (a taller terminal shows them)", style="dim"))
         for url, down in zip(self.urls, self.status, strict=True):
             line = Text("● " if down is None else "✖ ", style="green" if down is None else "red")
             line.append(literal(url))
@@ -192,7 +201,7 @@ class Watch:
             lines.append(line)
         return Group(*lines)
 
-    def _table(self, width: int, sort: SortKey) -> Table:
+    def _table(self, width: int, rows: list[tuple[str, dict[str, Any]]]) -> Table:
         columns = _columns(width)
         table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), expand=False)
         table.add_column("tool", overflow="fold", min_width=8)
@@ -204,7 +213,6 @@ class Watch:
                 no_wrap=True,
                 overflow="fold" if right else "ellipsis",
             )
-        rows = sorted(self.merged.items(), key=lambda item: (self._order(sort, *item), item[0]))
         for name, row in rows:
             cells = self._cells(name, row)
             table.add_row(Text(literal(name)), *(cells[column] for column in columns))
@@ -221,20 +229,21 @@ class Watch:
             return -(row["p95_latency_ms"] or 0.0)
         return -(row["success"] + row["failure"])
 
-    def _cells(self, name: str, row: Mapping[str, Any]) -> dict[str, Text | str]:
+    def _cells(self, name: str, row: Mapping[str, Any]) -> dict[str, Text]:
+        """Every cell a ``Text``: never read as markup, and cheaper for rich to lay out."""
         calls = row["success"] + row["failure"]
         rate = None if self.rates is None else self.rates.get(name, 0.0)
         error = row["last_error"]
         failure = row["failure"]
         return {
-            "calls": f"{calls:,}",
-            "/s": "-" if rate is None else f"{rate:,.1f}",
+            "calls": Text(f"{calls:,}"),
+            "/s": Text("-" if rate is None else f"{rate:,.1f}"),
             "fail": Text(f"{failure:,}", style="red" if row["consecutive_failures"] else ""),
-            "fail%": "-" if not calls else f"{failure / calls:.0%}",
-            "p50": duration(row["p50_latency_ms"]),
-            "p95": duration(row["p95_latency_ms"]),
-            "p99": duration(row["p99_latency_ms"]),
-            "run": str(row["in_flight"]),
+            "fail%": Text("-" if not calls else f"{failure / calls:.0%}"),
+            "p50": Text(duration(row["p50_latency_ms"])),
+            "p95": Text(duration(row["p95_latency_ms"])),
+            "p99": Text(duration(row["p99_latency_ms"])),
+            "run": Text(str(row["in_flight"])),
             "last error": Text("" if error is None else literal(error["type"])),
         }
 
@@ -288,14 +297,14 @@ def run(namespace: argparse.Namespace) -> int:
         while True:
             started = time.monotonic()
             watch.refresh(fetch_all(urls, timeout), started)
-            live.update(watch.render(console.width, sort, live=True), refresh=True)
+            live.update(watch.render(console.width, sort, console.height), refresh=True)
             while (left := started + namespace.interval - time.monotonic()) > 0:
                 key = read_key(left)
                 if key == "q":
                     return 0
                 if key in _SORT_BY_KEY:
                     sort = _SORT_BY_KEY[key]
-                    live.update(watch.render(console.width, sort, live=True), refresh=True)
+                    live.update(watch.render(console.width, sort, console.height), refresh=True)
 
 
 def _wait(seconds: float) -> str:
@@ -303,6 +312,7 @@ def _wait(seconds: float) -> str:
     return ""
 
 
+_OVERHEAD = 6  # screen lines besides rows and endpoints: title, table edges, header, "more"
 _SORT_BY_KEY: dict[str, SortKey] = {key[0]: key for key in SORT_KEYS}  # n, c, r, f, p
 
 
