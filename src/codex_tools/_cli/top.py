@@ -187,7 +187,8 @@ class Watch:
         rows = sorted(self.merged.items(), key=lambda item: (self._order(sort, *item), item[0]))
         shown = rows
         if height is not None:
-            title.append("  keys: n c r f p sort, q quits", style="dim")
+            if width >= 80:  # else the title would take two lines
+                title.append("  keys: n c r f p sort, q quits", style="dim")
             shown = rows[: max(1, height - _OVERHEAD - len(self.urls))]
         lines: list[RenderableType] = [title, self._table(width, shown)]
         if len(shown) < len(rows):
