@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
@@ -363,3 +363,20 @@ def test_a_lone_surrogate_is_escaped_in_the_label() -> None:
     collectors.register(ToolMetricsCollector(registry))
     [calls] = [f for f in collectors.collect() if f.name == "codex_tools_tool_calls"]
     assert {s.labels["tool"] for s in calls.samples} == {"a\\udc80"}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(max_size=12), min_size=1, max_size=4, unique=True))
+def test_any_tool_names_give_an_exposition_that_parses_with_every_tool(names: list[str]) -> None:
+    registry = ToolRegistry()
+    for name in names:
+        registry.measure(name).succeed(None)
+    collectors = CollectorRegistry()
+    collectors.register(ToolMetricsCollector(registry))
+
+    parsed = list(text_string_to_metric_families(generate_latest(collectors).decode()))
+
+    [calls] = [family for family in parsed if family.name == "codex_tools_tool_calls"]
+    tools = {sample.labels["tool"] for sample in calls.samples}
+    escaped = {name.encode("utf-8", "backslashreplace").decode() for name in names}
+    assert tools == escaped
