@@ -211,10 +211,13 @@ def test_a_wrong_snapshot_is_a_clear_error_naming_the_tool_and_key(
     change: str, error: type[Exception], words: str
 ) -> None:
     good = over_json(snapshot_of([(5, True)]))
-    with pytest.raises(error) as raised:
-        merge_metrics([good, broken(change)])
-    assert str(raised.value).startswith("merge_metrics: snapshot 1, tool 't': ")
-    assert words in str(raised.value)
+    without_buckets = copy.deepcopy(good)
+    del without_buckets["t"]["latency_buckets"]
+    for first in (good, without_buckets):
+        with pytest.raises(error) as raised:
+            merge_metrics([first, broken(change)])
+        assert str(raised.value).startswith("merge_metrics: snapshot 1, tool 't': ")
+        assert words in str(raised.value)
 
 
 @pytest.mark.parametrize(

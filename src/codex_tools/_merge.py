@@ -65,7 +65,7 @@ def merge_metrics(
                 )
             if not isinstance(entry, Mapping):
                 raise TypeError(
-                    f"merge_metrics: snapshot {number}, tool {name!r} is "
+                    f"merge_metrics: snapshot {number}, tool {_show(name)} is "
                     f"{type(entry).__name__}, not a dict"
                 )
             merged = tools.get(name)
@@ -86,7 +86,9 @@ class _Where:
         self.name = name
 
     def fail(self, error: type[Exception], key: str, problem: str) -> NoReturn:
-        raise error(f"merge_metrics: snapshot {self.number}, tool {self.name!r}: {key!r} {problem}")
+        raise error(
+            f"merge_metrics: snapshot {self.number}, tool {_show(self.name)}: {key!r} {problem}"
+        )
 
 
 def _value(entry: Mapping[str, Any], key: str, where: _Where) -> Any:
@@ -255,8 +257,8 @@ class _Tool:
                 self.error, self.error_now = error, failing > 0
         if "latency_buckets" not in entry:
             self.hist = None
-        elif self.hist is not None:
-            _buckets(entry, where, self.hist)
+        else:  # checked also when an input before had none, for the error it may hold
+            _buckets(entry, where, {} if self.hist is None else self.hist)
 
     def result(self) -> dict[str, Any]:
         ended = self.success + self.failure
