@@ -65,7 +65,7 @@ class MetricsServer:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<MetricsServer {self.url}{'' if not self._closed else ' closed'}>"
+        return f"<MetricsServer {self.url}{' closed' if self._closed else ''}>"
 
     def close(self) -> None:
         """Stop serving and free the port; closing twice is harmless."""

@@ -231,7 +231,7 @@ class Watch:
         return -(row["success"] + row["failure"])
 
     def _cells(self, name: str, row: Mapping[str, Any]) -> dict[str, Text]:
-        """Every cell a ``Text``: never read as markup, and cheaper for rich to lay out."""
+        """Every cell a ``Text``, which rich never reads as markup."""
         calls = row["success"] + row["failure"]
         rate = None if self.rates is None else self.rates.get(name, 0.0)
         error = row["last_error"]
