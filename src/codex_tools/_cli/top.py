@@ -56,7 +56,11 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("urls", nargs="+", metavar="URL", help="a metrics endpoint")
     parser.add_argument(
-        "--interval", type=_seconds, default=2.0, metavar="S", help="seconds between refreshes"
+        "--interval",
+        type=_seconds,
+        default=2.0,
+        metavar="S",
+        help="seconds between refreshes (default 2)",
     )
     parser.add_argument(
         "--sort", choices=SORT_KEYS, default="calls", help="row order (default calls)"
