@@ -74,7 +74,7 @@ class TestBuckets:
 
 
 class TestMergedEqualsOneProcess:
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=100, deadline=None)
     @given(st.lists(calls_strategy, min_size=1, max_size=5))
     def test_merged_snapshots_equal_one_process_that_saw_every_call(
         self, processes: list[Calls]
@@ -260,7 +260,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(key=st.sampled_from([*EXACT_KEYS, "total_latency_ms", "last_error"]), value=json_values)
 def test_any_wrong_value_is_a_type_or_value_error(key: str, value: Any) -> None:
     snapshot = over_json(snapshot_of([(100, True), (2_000, False)]))
