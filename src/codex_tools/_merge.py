@@ -51,7 +51,7 @@ def merge_metrics(
         )
     tools: dict[str, _Tool] = {}
     for number, snapshot in enumerate(snapshots):
-        if not isinstance(snapshot, Mapping):
+        if type(snapshot) is not dict and not isinstance(snapshot, Mapping):
             raise TypeError(
                 f"merge_metrics: snapshot {number} is {type(snapshot).__name__}, "
                 "not a dict of tools"
@@ -59,11 +59,11 @@ def merge_metrics(
         where = _Where(number, "")
         for name, entry in snapshot.items():
             where.name = name
-            if not isinstance(name, str):
+            if type(name) is not str and not isinstance(name, str):
                 raise TypeError(
                     f"merge_metrics: snapshot {number} has a key {_show(name)}, not a tool name"
                 )
-            if not isinstance(entry, Mapping):
+            if type(entry) is not dict and not isinstance(entry, Mapping):  # the ABC is slow
                 raise TypeError(
                     f"merge_metrics: snapshot {number}, tool {_show(name)} is "
                     f"{type(entry).__name__}, not a dict"
@@ -141,8 +141,8 @@ def _buckets(entry: Mapping[str, Any], where: _Where, hist: dict[int, int]) -> N
     count_of = hist.get
     try:
         for bound, count in buckets:
-            index = index_of(bound)
-            if index <= previous or type(count) is not int or count < 0 or type(bound) is not float:
+            index = index_of(bound)  # a bound equal to one of the grid's, or KeyError
+            if index <= previous or type(count) is not int or count < 0:
                 break
             hist[index] = count_of(index, 0) + count
             previous = index
@@ -160,7 +160,10 @@ def _bucket_problem(buckets: list[Any] | tuple[Any, ...]) -> tuple[type[Exceptio
         if not isinstance(bucket, list | tuple) or len(bucket) != 2:
             return TypeError, f"has {_show(bucket)}, not [bound, count]"
         bound, count = bucket
-        index = BOUND_INDEX.get(bound) if type(bound) is float else None
+        try:
+            index = BOUND_INDEX.get(bound)
+        except TypeError:  # unhashable
+            index = None
         if index is None:
             return ValueError, f"has a bound {_show(bound)} off the bucket grid"
         if type(count) is not int or count < 0:
