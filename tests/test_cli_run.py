@@ -66,7 +66,7 @@ def test_run_prints_each_call_then_the_answer_and_the_metrics(
     assert "✗" in refused
     assert "PermissionError: too loud" in refused
     assert "There are 3 words." in out
-    assert "2 turns, 1 tool outputs, 1 tool failures; tokens: cached_input_tokens 2" in out
+    assert "2 turns, 1 tool output, 1 tool failure; tokens: cached_input_tokens 2" in out
     assert "Tool metrics" in out
     assert [t["function"]["name"] for t in server.requests[0]["tools"]] == ["word_count", "shout"]
 
@@ -77,7 +77,7 @@ def test_no_final_response_exits_1_after_the_metrics(
     server = serve(completion(1, ("c1", "word_count", '{"text": "a"}')))
     assert run(server.base_url, f"{tools_file}:registry", "--max-attempts", "1") == 1
     out = capsys.readouterr().out
-    assert "no final response within 1 turns" in out
+    assert "no final response within 1 turn" in out
     assert "Tool metrics" in out
 
 
@@ -106,5 +106,5 @@ def test_an_unreachable_server_is_a_one_line_error(
     servers.close()  # nothing listens there any more
     assert run(url, f"{tools_file}:registry") == 2
     err = capsys.readouterr().err
-    assert err.startswith("codex-tools: error: the model request failed: APIConnectionError")
+    assert err.startswith(f"codex-tools: error: cannot connect to {url}/chat/completions")
     assert err.count("\n") == 1
