@@ -24,9 +24,12 @@ __all__ = ["SORT_KEYS", "metrics_table", "printable"]
 SortKey = Literal["name", "calls", "failure", "p95"]
 SORT_KEYS: tuple[SortKey, ...] = ("name", "calls", "failure", "p95")
 
-# Control characters would move the cursor or recolour the terminal; a lone surrogate (an
-# undecodable file name) cannot be written to a UTF-8 stream at all.
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# Control characters would move the cursor or recolour the terminal, bidirectional
+# overrides reorder what is shown, and a lone surrogate (an undecodable file name) cannot
+# be written to a UTF-8 stream at all.
+_UNPRINTABLE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 
 
 def printable(text: str, *, one_line: bool = True) -> Text:
