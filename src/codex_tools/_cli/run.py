@@ -165,7 +165,11 @@ def model_error(error: Exception, timeout: float) -> str:
         cause = error.__cause__
         text = f"cannot connect to {url}" + (f": {cause}" if cause else "")
     elif isinstance(error, openai.APIStatusError):
-        text = f"{url} answered {error.status_code}: {error.message}"
+        body = error.body
+        said = body.get("message") if isinstance(body, dict) else body
+        text = f"{url} answered {error.status_code}" + (
+            f": {said}" if isinstance(said, str) else ""
+        )
         if error.status_code == 404 and "/v1/" not in url:
             text += " (does --base-url lack /v1, as in http://localhost:11434/v1?)"
     elif isinstance(error, openai.OpenAIError):
