@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
@@ -10,9 +11,14 @@ from typing import Any
 
 import openai
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from rich.console import Console
 
 from chat_server import HANG, MALFORMED, SERVER_ERROR, Servers, completion
 from codex_tools import ToolRegistry, telemetry, tool
+from codex_tools._cli._calls import print_calls
+from codex_tools._cli._table import metrics_table
 from codex_tools.autorun import OpenAIChatModel, arun_auto, run_auto
 
 
@@ -328,3 +334,59 @@ async def test_timeout_bounds_each_request_also_through_a_given_client(serve: Se
 def test_a_bad_timeout_is_refused(bad: Any) -> None:
     with pytest.raises(ValueError, match="timeout must be"):
         OpenAIChatModel("m", base_url="http://127.0.0.1:9/v1", timeout=bad)
+
+
+HOSTILE_TEXT = st.lists(
+    st.one_of(
+        st.text(st.characters(exclude_categories=())),  # lone surrogates included
+        st.sampled_from(["[bold]", "[/]", "fetch[/api]", "\x1b[2J", "\x00", "\r\n", "\u202e"]),
+    ),
+    max_size=8,
+).map("".join)
+
+
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=st.lists(HOSTILE_TEXT, min_size=1, max_size=3))
+@example(texts=["x" * 1_000_000])
+@example(texts=["\udcff[bold]\x00" * 350_000, ""])
+def test_any_tool_output_or_error_text_reaches_the_model_and_is_counted(
+    texts: list[str],
+) -> None:
+    registry = ToolRegistry()
+
+    @tool
+    def echo(i: int) -> str:
+        return texts[i]
+
+    @tool
+    def fail(i: int) -> str:
+        raise RuntimeError(texts[i])
+
+    registry.register(echo)
+    registry.register(fail)
+    calls = [(f"e{i}", "echo", f'{{"i": {i}}}') for i in range(len(texts))]
+    calls += [(f"f{i}", "fail", f'{{"i": {i}}}') for i in range(len(texts))]
+    servers = Servers()
+    try:
+        server = servers(completion(1, *calls), completion(2, content="done"))
+        screen = io.StringIO()
+        with print_calls(Console(file=screen, width=80)):
+            result = run_auto(
+                OpenAIChatModel("m", base_url=server.base_url), "go", registry=registry
+            )
+    finally:
+        servers.close()
+    assert result.final_response == "done"
+    assert len(server.requests) == 2  # every request was answered
+    stats = registry.metrics()
+    assert (stats["echo"]["success"], stats["echo"]["failure"]) == (len(texts), 0)
+    assert (stats["fail"]["success"], stats["fail"]["failure"]) == (0, len(texts))
+    sent = {m["tool_call_id"]: m["content"] for m in server.requests[1]["messages"][2:]}
+    for i, text in enumerate(texts):
+        assert sent[f"e{i}"] == text.encode("utf-8", "backslashreplace").decode()
+        error = json.loads(sent[f"f{i}"])["error"]
+        assert error["type"] == "ToolExecutionError"
+        assert len(error["message"]) <= 1000
+    assert len(screen.getvalue().splitlines()) == 2 * len(texts)  # one line per call
+    metrics_table(stats, 80)
