@@ -149,4 +149,5 @@ MALFORMED: dict[str, Reply] = {
     "function_without_name": malformed(lambda body: _call(body)["function"].pop("name")),
     "content_not_a_string": malformed(lambda body: _message(body).update(content=[1])),
     "cut_off_with_nothing_said": malformed(_cut_off),
+    "only_whitespace_said": (200, completion(1, content=" \n\t ")[1]),
 }

@@ -205,6 +205,7 @@ class TestMalformedCompletions:
                 "cut_off_with_nothing_said",
                 "no content and no tool calls (finish_reason 'length'): it ran out of tokens",
             ),
+            ("only_whitespace_said", "no content and no tool calls (finish_reason 'stop')"),
         ],
     )
     def test_is_a_value_error_that_names_the_fault(

@@ -167,7 +167,8 @@ def test_instructions_timeout_and_grammar(
     out = capsys.readouterr().out
     assert server.requests[0]["messages"][0] == {"role": "system", "content": "Count [carefully]."}
     assert "2 turns, 1 tool output, 1 tool failure" in out
-    assert "[bold]One[/bold] word." in out  # the answer is shown as written
+    assert "│ [bold]One[/bold] word." in out  # the answer is shown as written,
+    assert "│ Done." in out  # on its lines
 
 
 @pytest.mark.parametrize("bad", ["0", "-1", "soon", "inf", "nan"])

@@ -32,16 +32,15 @@ _UNPRINTABLE = re.compile(
 )
 
 
+_KEPT = {"\n": "\n", "\t": "    "}  # what text of several lines keeps of its controls
+
+
 def printable(text: str, *, one_line: bool = True) -> Text:
     """``text`` as plain rich text (never markup), on one line unless told, every other
     control character and lone surrogate shown as its escape."""
-    if one_line:
-        text = " ".join(text.split())
-    return Text(
-        _UNPRINTABLE.sub(
-            lambda match: match[0] if match[0] == "\n" else ascii(match[0])[1:-1], text
-        )
-    )
+    kept = {} if one_line else _KEPT
+    text = " ".join(text.split()) if one_line else text.replace("\r\n", "\n")
+    return Text(_UNPRINTABLE.sub(lambda match: kept.get(match[0], ascii(match[0])[1:-1]), text))
 
 
 def _ms(value: float | None) -> str:

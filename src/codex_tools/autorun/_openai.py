@@ -190,8 +190,8 @@ def turn_from_completion(body: bytes) -> Turn:
     turn_id = completion.get("id")
     choice = completion["choices"][0]
     message = _field(choice, "message", Mapping, "the first choice")
-    content = _field(message, "content", str, "the message", optional=True)
-    refusal = _field(message, "refusal", str, "the message", optional=True)
+    content = _said(_field(message, "content", str, "the message", optional=True))
+    refusal = _said(_field(message, "refusal", str, "the message", optional=True))
     calls = _field(message, "tool_calls", list, "the message", optional=True) or []
     events: list[dict[str, Any]] = [{"type": "turn.started"}]
     if isinstance(turn_id, str) and turn_id:
@@ -214,6 +214,11 @@ def turn_from_completion(body: bytes) -> Turn:
         )
     events.append(completed)
     return turn_from_events(events)
+
+
+def _said(text: str | None) -> str | None:
+    """``text`` unless it says nothing (a server may send whitespace for no content)."""
+    return text if text and not text.isspace() else None
 
 
 def _completion(body: bytes) -> dict[str, Any]:
