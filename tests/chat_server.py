@@ -150,4 +150,6 @@ MALFORMED: dict[str, Reply] = {
     "content_not_a_string": malformed(lambda body: _message(body).update(content=[1])),
     "cut_off_with_nothing_said": malformed(_cut_off),
     "only_whitespace_said": (200, completion(1, content=" \n\t ")[1]),
+    "an_error_with_status_200": (200, {"error": {"message": "model 'm' not loaded"}}),
+    "nested_too_deep": (200, "[" * 100_000 + "]" * 100_000),
 }

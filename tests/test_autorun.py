@@ -356,6 +356,14 @@ class TestEntryPoints:
             )
         assert caught.value.result.tool_failures[0].error_type == "ToolNotFoundError"
 
+    def test_a_model_that_returns_no_turn_is_named(self) -> None:
+        class Confused:
+            async def next_turn(self, conversation: Conversation) -> Turn:
+                return None  # type: ignore[return-value]
+
+        with pytest.raises(TypeError, match=r"next_turn\(\) returned a NoneType, not a Turn"):
+            run_auto(Confused(), "x", registry=ToolRegistry())
+
     def test_something_that_is_not_a_model_is_refused(self) -> None:
         with pytest.raises(TypeError, match="next_turn"):
             run_auto(object(), "x", registry=ToolRegistry())  # type: ignore[arg-type]

@@ -206,6 +206,8 @@ class TestMalformedCompletions:
                 "no content and no tool calls (finish_reason 'length'): it ran out of tokens",
             ),
             ("only_whitespace_said", "no content and no tool calls (finish_reason 'stop')"),
+            ("an_error_with_status_200", "the server answered an error: model 'm' not loaded"),
+            ("nested_too_deep", "the server's answer is not JSON ('[[[["),
         ],
     )
     def test_is_a_value_error_that_names_the_fault(

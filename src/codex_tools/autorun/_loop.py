@@ -21,6 +21,7 @@ from codex_tools.autorun._model import (
     ToolFailure,
     ToolOutput,
     ToolResult,
+    Turn,
     TurnRecord,
     new_id,
 )
@@ -53,14 +54,7 @@ async def arun_auto(
     ``backoff(turn)`` seconds. Without a final response after ``max_attempts`` turns,
     :class:`MaxAttemptsReached` carries the partial result.
     """
-    if not isinstance(model, Model):
-        raise TypeError(f"a model needs an async next_turn(conversation) method, got {model!r}")
-    if not isinstance(max_attempts, int) or max_attempts < 1:
-        raise ValueError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
-    if not isinstance(max_concurrency, int) or max_concurrency < 1:
-        raise ValueError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
-    if instructions is not None and not isinstance(instructions, str):
-        raise TypeError(f"instructions must be a string, got {type(instructions).__name__}")
+    _check(model, max_attempts, instructions, max_concurrency)
     registry = default_registry() if registry is None else registry
     base = dict(context or {})
     thread_id: str | None = base.get("thread_id")
@@ -72,6 +66,9 @@ async def arun_auto(
         tools = tuple(registry.tools())
         conversation = Conversation(input, number, thread_id, tools, tuple(history), instructions)
         turn = await model.next_turn(conversation)
+        if not isinstance(turn, Turn):
+            kind = type(turn).__name__
+            raise TypeError(f"{model!r}.next_turn() returned a {kind}, not a Turn")
         thread_id = thread_id or turn.thread_id or new_id("thread")
         turn_id = turn.turn_id or f"turn_{number}"
         result.attempts, result.thread_id = number, thread_id
@@ -96,6 +93,17 @@ async def arun_auto(
             if delay:
                 await asyncio.sleep(delay)
     raise MaxAttemptsReached(result)
+
+
+def _check(model: object, max_attempts: object, instructions: object, concurrency: object) -> None:
+    if not isinstance(model, Model):
+        raise TypeError(f"a model needs an async next_turn(conversation) method, got {model!r}")
+    if not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ValueError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"max_concurrency must be an int >= 1, got {concurrency!r}")
+    if instructions is not None and not isinstance(instructions, str):
+        raise TypeError(f"instructions must be a string, got {type(instructions).__name__}")
 
 
 async def _run_calls(

@@ -225,7 +225,7 @@ def _completion(body: bytes) -> dict[str, Any]:
     """The completion object in ``body``, with at least one choice."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past what Python parses
         text = body[:60].decode("utf-8", "replace")
         raise ValueError(
             f"the server's answer is not JSON ({' '.join(text.split())!r}...): is the base "
@@ -233,6 +233,10 @@ def _completion(body: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict):
         raise ValueError(f"the server's answer is {_kind(data)}, not a chat completion")
+    error = data.get("error")
+    if "choices" not in data and error is not None:  # an error sent with status 200
+        said = error.get("message") if isinstance(error, Mapping) else error
+        raise ValueError(f"the server answered an error: {said}")
     choices = _field(data, "choices", list, "the completion")
     if not choices:
         raise ValueError("the completion has no choices")
