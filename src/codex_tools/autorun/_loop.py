@@ -1,6 +1,7 @@
 """The auto-run loop: ask the model for a turn, run its tool calls, feed the results back.
 
-One async implementation; :func:`run_auto` drives it with ``asyncio.run``.
+One async implementation; :func:`run_auto` drives it in an event loop of its own, which
+leaves behind, rather than waits for, the threads of sync tools that outlive the run.
 """
 
 from __future__ import annotations
