@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from chat_server import HANG, MALFORMED, SERVER_ERROR, Servers, completion
-from codex_tools import ToolRegistry, telemetry, tool
+from codex_tools import ToolDefinitionError, ToolRegistry, telemetry, tool
 from codex_tools._cli._calls import print_calls
 from codex_tools._cli._table import metrics_table
 from codex_tools.autorun import OpenAIChatModel, arun_auto, run_auto
@@ -317,8 +317,10 @@ def test_a_tool_name_openai_would_refuse_is_an_error_before_any_request(
     server = serve(completion(1, content="never asked"))
     registry = weather_registry()
     registry.register(lambda: 1, name="web search", description="spaces are refused")
-    with pytest.raises(ValueError, match="tool 'web search' cannot be offered"):
+    with pytest.raises(ValueError, match="tool 'web search' cannot be offered") as caught:
         run_auto(OpenAIChatModel("m", base_url=server.base_url), "go", registry=registry)
+    assert isinstance(caught.value, ToolDefinitionError)
+    assert caught.value.tool == "web search"
     assert server.requests == []
 
 

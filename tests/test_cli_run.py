@@ -202,7 +202,9 @@ def test_a_tool_name_openai_refuses_is_named_before_any_request(
         "    return 'x'\n"
     )
     assert run(server.base_url, str(path)) == 2
-    assert "tool 'fetch[/api]' cannot be offered" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith(
+        "codex-tools: error: tool 'fetch[/api]' cannot be offered to an OpenAI model"
+    )
     assert server.requests == []
 
 

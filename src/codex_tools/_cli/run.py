@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.panel import Panel
 
-from codex_tools import ToolRegistry
+from codex_tools import ToolDefinitionError, ToolRegistry
 from codex_tools._cli import CLIError
 from codex_tools._cli._calls import print_calls
 from codex_tools._cli._loading import load_registry
@@ -140,6 +140,8 @@ def run(namespace: argparse.Namespace) -> int:
     except MaxAttemptsReached as error:
         result, code = error.result, 1
         console.print(str(error), style="red", markup=False, highlight=False)
+    except ToolDefinitionError as error:  # a tool the model cannot be offered
+        raise CLIError(printable(str(error)).plain) from None
     except KeyboardInterrupt:
         # Tools still running were cancelled and counted; their threads are left behind.
         console.print("interrupted", style="red", highlight=False)

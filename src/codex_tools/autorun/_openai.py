@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from codex_tools._errors import ToolDefinitionError
 from codex_tools.autorun._events import turn_from_events
 from codex_tools.autorun._model import Conversation, Turn, Usage, new_id
 
@@ -115,14 +116,16 @@ class OpenAIChatModel:
 def chat_tools(tools: tuple[Tool, ...]) -> list[dict[str, Any]]:
     """The ``tools`` parameter: every tool not switched off, as a function.
 
-    A name the API would refuse is a ``ValueError`` here, before any request is sent.
+    A name the API would refuse is a :class:`ToolDefinitionError` (a ``ValueError``) here,
+    before any request is sent.
     """
     offered = [tool for tool in tools if tool.enabled is not False]
     for tool in offered:
         if not _TOOL_NAME.fullmatch(tool.name):
-            raise ValueError(
+            raise ToolDefinitionError(
                 f"tool {tool.name!r} cannot be offered to an OpenAI model: "
-                f"its name must match ^[a-zA-Z0-9_-]{{1,64}}$"
+                f"its name must match ^[a-zA-Z0-9_-]{{1,64}}$",
+                tool=tool.name,
             )
     return [
         {
