@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 from typing import Any
 
 import pytest
@@ -474,3 +475,22 @@ async def test_a_hand_written_model_sees_the_results_of_its_calls() -> None:
     assert result.final_response == "<html>e</html>"
     assert result.tool_outputs[0].call_id.startswith("call_")
     assert result.events == []
+
+
+def test_run_auto_returns_at_a_tool_deadline_and_leaves_the_stuck_thread_behind() -> None:
+    registry = ToolRegistry()
+    release, finished = threading.Event(), threading.Event()
+
+    @registry.register
+    @tool(timeout=0.05)
+    def stuck() -> None:
+        release.wait(60)
+        finished.set()
+
+    model = ScriptedModel([[call("stuck"), done("gave up")]])
+    try:
+        result = run_auto(model, "wait", registry=registry)
+        assert result.tool_failures[0].error_type == "ToolTimeoutError"
+        assert not finished.is_set()  # asyncio.run would have waited the 60 s for it
+    finally:
+        release.set()
