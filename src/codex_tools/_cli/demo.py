@@ -24,7 +24,7 @@ from codex_tools.autorun import Conversation, ScriptedModel, ToolFailure, Turn, 
 
 __all__ = ["add_parser", "demo_model", "demo_registry"]
 
-PROMPT = "Plan a weekend in Berlin from Lisbon: flights, a hotel, the price in USD."
+PROMPT = "Plan a weekend in Berlin from Lisbon: flights, a hotel, the cost in USD."
 
 
 def add_parser(subparsers: Any) -> None:
