@@ -33,8 +33,9 @@ from rich.text import Text
 
 from codex_tools import merge_metrics
 from codex_tools._cli import CLIError
+from codex_tools._cli._table import printable
 
-__all__ = ["SORT_KEYS", "Watch", "add_parser", "endpoint_url", "fetch_all"]
+__all__ = ["SORT_KEYS", "Watch", "add_parser", "endpoint_url", "fetch", "fetch_all"]
 
 SortKey = Literal["name", "calls", "rate", "failure", "p95"]
 SORT_KEYS: tuple[SortKey, ...] = ("name", "calls", "rate", "failure", "p95")
@@ -200,9 +201,11 @@ class Watch:
             lines.append(Text(f"… and {more} more (a taller terminal shows them)", style="dim"))
         for url, down in zip(self.urls, self.status, strict=True):
             line = Text("● " if down is None else "✖ ", style="green" if down is None else "red")
-            line.append(literal(url))
+            line.append(printable(url))
             if down is not None:
-                line.append(f"  down: {literal(down)}", style="red")
+                reason = printable(down)
+                reason.stylize("red")
+                line.append(Text("  down: ", style="red") + reason)
             lines.append(line)
         return Group(*lines)
 
@@ -220,7 +223,7 @@ class Watch:
             )
         for name, row in rows:
             cells = self._cells(name, row)
-            table.add_row(Text(literal(name)), *(cells[column] for column in columns))
+            table.add_row(printable(name), *(cells[column] for column in columns))
         return table
 
     def _order(self, sort: SortKey, name: str, row: Mapping[str, Any]) -> Any:
@@ -249,7 +252,7 @@ class Watch:
             "p95": Text(duration(row["p95_latency_ms"])),
             "p99": Text(duration(row["p99_latency_ms"])),
             "run": Text(str(row["in_flight"])),
-            "last error": Text("" if error is None else literal(error["type"])),
+            "last error": printable("" if error is None else error["type"]),
         }
 
 
@@ -264,14 +267,6 @@ def _columns(width: int) -> tuple[str, ...]:
     if width >= 80:
         return tuple(column for column in _WIDE if column != "p50")
     return _NARROW
-
-
-def literal(text: str) -> str:
-    """``text`` as it is, with what a terminal would act on (control characters, lone
-    surrogates) written as Python escapes."""
-    if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def duration(ms: float | None) -> str:
