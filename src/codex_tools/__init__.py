@@ -22,11 +22,14 @@ from codex_tools._errors import (
     ToolNotFoundError,
     ToolTimeoutError,
 )
+from codex_tools._measure import MeasuredCall
+from codex_tools._merge import merge_metrics
 from codex_tools._registry import ToolHandle, ToolRegistry
 from codex_tools._retry import RetryPolicy, exponential_backoff
 from codex_tools._tool import Tool, ToolContext, tool
 
 __all__ = [
+    "MeasuredCall",
     "RetryPolicy",
     "Tool",
     "ToolAlreadyRegisteredError",
@@ -46,6 +49,8 @@ __all__ = [
     "exponential_backoff",
     "invoke",
     "lookup",
+    "measure",
+    "merge_metrics",
     "metrics",
     "register",
     "reset_metrics",
@@ -108,9 +113,17 @@ async def ainvoke(
     return await _default.ainvoke(name, args, context)
 
 
-def metrics() -> dict[str, dict[str, Any]]:
-    """The metrics snapshot of the default registry."""
-    return _default.metrics()
+def measure(
+    name: str, arguments: Any = None, context: Mapping[str, Any] | None = None
+) -> MeasuredCall:
+    """Count a call that runs elsewhere on the default registry; see
+    :meth:`ToolRegistry.measure`."""
+    return _default.measure(name, arguments, context)
+
+
+def metrics(*, buckets: bool = False) -> dict[str, dict[str, Any]]:
+    """The metrics snapshot of the default registry; see :meth:`ToolRegistry.metrics`."""
+    return _default.metrics(buckets=buckets)
 
 
 def reset_metrics() -> None:
