@@ -14,14 +14,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain.agents import create_agent
+from langchain.agents.middleware import ToolRetryMiddleware
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatResult
+from langchain_core.runnables import RunnableLambda
+from langchain_core.tools import ToolException
+from langchain_core.tools import tool as lc_tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.uuid import uuid7
 from langgraph.checkpoint.memory import InMemorySaver
 
 from codex_tools import ToolRegistry, telemetry, tool
-from codex_tools.contrib.langchain import structured_tools
+from codex_tools.contrib.langchain import (
+    MeteredToolMiddleware,
+    MeteringCallbackHandler,
+    structured_tools,
+)
 
 
 class ScriptedChat(FakeMessagesListChatModel):
@@ -48,6 +57,12 @@ def scripted(*calls: dict[str, Any]) -> ScriptedChat:
     return ScriptedChat(responses=[AIMessage("", tool_calls=list(calls)), AIMessage("done")])
 
 
+def counts(registry: ToolRegistry, name: str) -> tuple[int, int]:
+    row = registry.metrics()[name]
+    assert row["in_flight"] == 0
+    return row["success"], row["failure"]
+
+
 def tool_messages(messages: Sequence[BaseMessage]) -> dict[str, ToolMessage]:
     return {m.tool_call_id: m for m in messages if isinstance(m, ToolMessage)}
 
@@ -57,6 +72,27 @@ async def run_agent(agent: Any, use_async: bool, config: dict[str, Any] | None =
     if use_async:
         return await agent.ainvoke(state, config)
     return agent.invoke(state, config)
+
+
+@lc_tool
+def lookup(user: int) -> str:
+    """Look a user up."""
+    return f"user {user} is Ada"
+
+
+@lc_tool
+def refuse(reason: str) -> str:
+    """Refuses, as a LangChain tool does: a ToolException the tool handles itself."""
+    raise ToolException(f"refused: {reason}")
+
+
+refuse.handle_tool_error = True
+
+
+@lc_tool
+def crash(reason: str) -> str:
+    """Raises what LangChain does not handle."""
+    raise RuntimeError(reason)
 
 
 @pytest.fixture
@@ -124,14 +160,16 @@ class TestOurToolsOffered:
         assert offered["add"]["parameters"]["required"] == schema["required"]
         assert offered["add"]["parameters"]["properties"].keys() == schema["properties"].keys()
 
-    async def test_tool_of_another_loop_or_thread_still_counts_once(
+    async def test_every_way_langchain_calls_a_tool_reaches_the_registry(
         self, ours: ToolRegistry
     ) -> None:
         [add, _] = structured_tools(ours)
         assert add.invoke({"a": 2, "b": 3}) == 5
         assert await add.ainvoke({"a": 2, "b": 3}) == 5
         assert add.invoke('{"a": 1, "b": 1}') == 2  # a JSON string, as some callers send
-        assert ours.metrics()["add"]["success"] == 3
+        assert add.run({"a": 1, "b": 0}) == 1  # no config at all
+        assert await add.arun({"a": 1, "b": 0}) == 1
+        assert counts(ours, "add") == (5, 0)
 
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(
@@ -161,6 +199,173 @@ class TestOurToolsOffered:
         counts = registry.metrics()["add"]
         assert counts["success"] + counts["failure"] == 1
         assert (message.status == "error") == (counts["failure"] == 1)
+
+
+class TestAgentToolsMetered:
+    @pytest.mark.parametrize("use_async", [False, True], ids=["invoke", "ainvoke"])
+    @pytest.mark.parametrize("how", ["middleware", "callbacks"])
+    async def test_every_call_counts_once_with_what_the_model_saw(
+        self, ours: ToolRegistry, use_async: bool, how: str
+    ) -> None:
+        model = scripted(
+            call("lookup", "own-ok", user=7),
+            call("lookup", "own-args", user="seven"),
+            call("refuse", "own-handled", reason="policy"),
+            call("add", "ours-ok", a=1, b=2),  # ours: the registry counts it, nobody else
+        )
+        config: dict[str, Any] = {"configurable": {"thread_id": "t-9"}}
+        middleware: list[Any] = []
+        if how == "middleware":
+            middleware.append(MeteredToolMiddleware(ours))
+        else:
+            config["callbacks"] = [MeteringCallbackHandler(ours)]
+        agent = create_agent(
+            model,
+            tools=[lookup, refuse, *structured_tools(ours)],
+            middleware=middleware,
+            checkpointer=InMemorySaver(),
+        )
+        with telemetry.capture() as events:
+            result = await run_agent(agent, use_async, config)
+
+        seen = tool_messages(model.requests[1])
+        assert seen == tool_messages(result["messages"])
+        assert (seen["own-ok"].content, seen["own-ok"].status) == ("user 7 is Ada", "success")
+        assert seen["own-args"].status == "error"
+        assert (seen["own-handled"].content, seen["own-handled"].status) == (
+            "refused: policy",
+            "error",
+        )
+        assert (seen["ours-ok"].content, seen["ours-ok"].status) == ("3", "success")
+
+        assert counts(ours, "lookup") == (1, 1)
+        assert counts(ours, "refuse") == (0, 1)
+        assert counts(ours, "add") == (1, 0)
+        metrics = ours.metrics()
+        assert metrics["refuse"]["last_error"] == {
+            "type": "ToolException",
+            "message": "refused: policy",
+        }
+        # The middleware sees the tool node's message; the callbacks see pydantic's error.
+        assert metrics["lookup"]["last_error"]["type"] == (
+            "ToolException" if how == "middleware" else "ValidationError"
+        )
+        assert metrics["lookup"]["total_latency_ms"] > 0
+        ends = {e.metadata["call_id"]: e.metadata for e in events if e.event[-1] != "start"}
+        assert {k: m["result"] for k, m in ends.items()} == {
+            "own-ok": "ok",
+            "own-args": "error",
+            "own-handled": "error",
+            "ours-ok": "ok",
+        }
+        assert {m["originator"] for m in ends.values()} == {"langchain"}
+        assert {m["thread_id"] for m in ends.values()} == {"t-9"}
+        assert ends["own-ok"]["output"] == "user 7 is Ada"
+
+    @pytest.mark.parametrize("use_async", [False, True], ids=["invoke", "ainvoke"])
+    async def test_unhandled_error_is_counted_and_still_ends_the_run(
+        self, registry: ToolRegistry, use_async: bool
+    ) -> None:
+        agent = create_agent(
+            scripted(call("crash", "own-crash", reason="disk on fire")),
+            tools=[crash],
+            middleware=[MeteredToolMiddleware(registry)],
+        )
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            await run_agent(agent, use_async)
+        assert counts(registry, "crash") == (0, 1)
+        assert registry.metrics()["crash"]["last_error"]["type"] == "RuntimeError"
+
+    @pytest.mark.parametrize(("inner", "expected"), [(True, (1, 2)), (False, (1, 0))])
+    @pytest.mark.parametrize("use_async", [False, True], ids=["invoke", "ainvoke"])
+    async def test_every_retry_counts_when_listed_after_the_retry_middleware(
+        self, registry: ToolRegistry, inner: bool, expected: tuple[int, int], use_async: bool
+    ) -> None:
+        tries: list[int] = []
+
+        @lc_tool
+        def fetch(url: str) -> str:
+            """Fails twice, as a flaky network does."""
+            tries.append(1)
+            if len(tries) < 3:
+                raise ConnectionError("reset by peer")
+            return "<html>"
+
+        retry = ToolRetryMiddleware(max_retries=2, initial_delay=0, jitter=False)
+        metered = MeteredToolMiddleware(registry)
+        agent = create_agent(
+            scripted(call("fetch", "call-r", url="http://x")),
+            tools=[fetch],
+            middleware=[retry, metered] if inner else [metered, retry],
+        )
+        with telemetry.capture() as events:
+            result = await run_agent(agent, use_async)
+
+        assert tool_messages(result["messages"])["call-r"].content == "<html>"
+        assert counts(registry, "fetch") == expected
+        if inner:
+            starts = [e.metadata for e in events if e.event[-1] == "start"]
+            assert [(m["call_id"], m["attempt"], m["retry"]) for m in starts] == [
+                ("call-r", 1, False),
+                ("call-r", 2, True),
+                ("call-r", 3, True),
+            ]
+            assert registry.metrics()["fetch"]["retries"] == 2
+
+    async def test_registry_tool_counts_once_under_middleware_and_callbacks(
+        self, ours: ToolRegistry
+    ) -> None:
+        agent = create_agent(
+            scripted(call("add", "c1", a=1, b=2), call("explode", "c2", reason="x")),
+            tools=structured_tools(ours),
+            middleware=[MeteredToolMiddleware(ours)],
+        )
+        await agent.ainvoke(
+            {"messages": [("user", "go")]}, {"callbacks": [MeteringCallbackHandler(ours)]}
+        )
+        assert counts(ours, "add") == (1, 0)
+        assert counts(ours, "explode") == (0, 1)
+
+    async def test_registry_tool_is_metered_by_another_registry(self, ours: ToolRegistry) -> None:
+        other = ToolRegistry()
+        agent = create_agent(
+            scripted(call("add", "c1", a=1, b=2)),
+            tools=structured_tools(ours),
+            middleware=[MeteredToolMiddleware(other)],
+        )
+        await agent.ainvoke({"messages": [("user", "go")]})
+        assert counts(ours, "add") == counts(other, "add") == (1, 0)
+
+
+class TestCallbackHandler:
+    def test_meters_tools_run_by_any_runnable(self, registry: ToolRegistry) -> None:
+        handler = MeteringCallbackHandler(registry)
+        config: Any = {"callbacks": [handler]}
+        chain = RunnableLambda(lambda user: {"user": user}) | lookup
+        assert chain.invoke(3, config) == "user 3 is Ada"
+        with telemetry.capture() as events:
+            message = refuse.invoke(call("refuse", "c-1", reason="no"), config)
+        assert (message.content, message.status) == ("refused: no", "error")
+        with pytest.raises(RuntimeError):
+            crash.invoke({"reason": "boom"}, config)
+
+        assert counts(registry, "lookup") == (1, 0)
+        assert counts(registry, "refuse") == (0, 1)
+        assert counts(registry, "crash") == (0, 1)
+        assert registry.metrics()["crash"]["last_error"] == {
+            "type": "RuntimeError",
+            "message": "boom",
+        }
+        assert [(e.metadata["call_id"], e.metadata["originator"]) for e in events] == [
+            ("c-1", "langchain"),
+            ("c-1", "langchain"),
+        ]
+
+    def test_end_of_a_run_it_never_saw_is_ignored(self, registry: ToolRegistry) -> None:
+        handler = MeteringCallbackHandler(registry)
+        handler.on_tool_end("late", run_id=uuid7())
+        handler.on_tool_error(ValueError("late"), run_id=uuid7())
+        assert registry.metrics() == {}
 
 
 class TestImports:
