@@ -3,6 +3,7 @@ fully offline, with our tools offered to them and their own tools metered."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import subprocess
@@ -311,6 +312,55 @@ class TestAgentToolsMetered:
                 ("call-r", 3, True),
             ]
             assert registry.metrics()["fetch"]["retries"] == 2
+
+    @pytest.mark.usefixtures("tiny_switch_interval")
+    def test_many_calls_in_one_turn_on_worker_threads_count_exactly(
+        self, ours: ToolRegistry
+    ) -> None:
+        calls = [call("lookup", f"own-{i}", user=i) for i in range(40)]
+        calls += [call("refuse", f"no-{i}", reason="x") for i in range(20)]
+        calls += [call("add", f"ours-{i}", a=i, b=1) for i in range(40)]
+        model = scripted(*calls)
+        agent = create_agent(
+            model,
+            tools=[lookup, refuse, *structured_tools(ours)],
+            middleware=[MeteredToolMiddleware(ours)],
+        )
+        agent.invoke({"messages": [("user", "go")]})  # the tool node runs them in a pool
+        assert len(tool_messages(model.requests[1])) == 100
+        assert counts(ours, "lookup") == (40, 0)
+        assert counts(ours, "refuse") == (0, 20)
+        assert counts(ours, "add") == (40, 0)
+
+    @pytest.mark.parametrize("how", ["middleware", "callbacks"])
+    async def test_a_cancelled_run_ends_every_call_it_started(
+        self, ours: ToolRegistry, how: str
+    ) -> None:
+        @lc_tool
+        async def stuck() -> str:
+            """Never answers."""
+            await asyncio.Event().wait()
+            return "never"
+
+        @tool
+        async def hang() -> str:
+            """Never answers either."""
+            await asyncio.Event().wait()
+            return "never"
+
+        ours.register(hang)
+        metering: Any = MeteredToolMiddleware(ours)
+        agent = create_agent(
+            scripted(call("stuck", "own"), call("hang", "ours")),
+            tools=[stuck, *structured_tools(ours)],
+            middleware=[metering] if how == "middleware" else [],
+        )
+        config: Any = {} if how == "middleware" else {"callbacks": [MeteringCallbackHandler(ours)]}
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(agent.ainvoke({"messages": [("user", "go")]}, config), 0.3)
+        for name in ("stuck", "hang"):
+            assert counts(ours, name) == (0, 1)
+            assert ours.metrics()[name]["last_error"]["type"] == "CancelledError"
 
     async def test_registry_tool_counts_once_under_middleware_and_callbacks(
         self, ours: ToolRegistry
