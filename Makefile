@@ -30,10 +30,11 @@ lint: $(DEV)
 	$(BIN)/ruff format --check src tests conftest.py $(wildcard benchmarks)
 	$(BIN)/mypy --strict src
 
-# Tests run on every core; README.md's blocks share a namespace, so they stay on one worker
-# (conftest.py puts them in one xdist group).
+# Tests run on every core. loadscope sends a module's (or a class's) tests to one worker, so
+# README.md's blocks, which share a namespace, run in order in one process. (Not loadgroup:
+# with pytest 9.2 it silently stops grouping, pytest-xdist issue 1386.)
 test: lint
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadscope
 
 demo: $(CORE)
 	$(BIN)/codex-tools demo

@@ -18,7 +18,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sybil import Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
@@ -76,17 +75,10 @@ class _Sandbox:
 
 
 _sandbox = _Sandbox()
-_collect_readme = Sybil(
+# Under xdist, `--dist loadscope` (see the Makefile) keeps the whole README on one worker.
+pytest_collect_file = Sybil(
     parsers=[PythonCodeBlockParser(), SkipParser()],
     filenames=["README.md"],
     setup=_sandbox.setup,
     teardown=_sandbox.teardown,
 ).pytest()
-
-
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    """The README's blocks share a namespace, so under xdist they all go to one worker."""
-    collected: pytest.Collector | None = _collect_readme(file_path, parent)
-    if collected is not None:
-        collected.add_marker(pytest.mark.xdist_group("readme"))
-    return collected

@@ -4,6 +4,7 @@ command needs."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -60,8 +61,10 @@ def make_dry_run(tmp_path: Path, *targets: str) -> str:
     for name in ("Makefile", "pyproject.toml"):
         if not (tmp_path / name).exists():
             shutil.copy(ROOT / name, tmp_path / name)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
     done = subprocess.run(
         ["make", "-n", *targets],
+        env=environment,
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -84,7 +87,7 @@ class TestMakefile:
         commands = make_dry_run(tmp_path, "test")
         assert "-e '.[dev]'" in commands
         assert ".venv/bin/mypy --strict src" in commands
-        assert commands.rstrip().endswith(".venv/bin/pytest -q -n auto --dist loadgroup")
+        assert commands.rstrip().endswith(".venv/bin/pytest -q -n auto --dist loadscope")
 
     def test_demo_then_test_reuses_the_venv(self, tmp_path: Path) -> None:
         make_dry_run(tmp_path, "demo")
@@ -136,7 +139,7 @@ def run_pytest_on(tmp_path: Path, readme: str, *extra: str) -> subprocess.Comple
     shutil.copy(ROOT / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "README.md").write_text(textwrap.dedent(readme), encoding="utf-8")
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "README.md", *extra],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "README.md", *extra],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -166,3 +169,17 @@ class TestSandbox:
         done = run_pytest_on(tmp_path, readme)
         assert done.returncode == 1
         assert "README blocks left threads running: ['forgotten-server']" in done.stdout
+
+    @pytest.mark.slow
+    def test_make_tests_xdist_options_keep_the_readme_in_one_process_and_order(
+        self, tmp_path: Path
+    ) -> None:
+        """Blocks continue each other: spread over workers, the later ones would fail."""
+        pytest_command = make_dry_run(tmp_path, "test").splitlines()[-1].split()
+        assert pytest_command[0].endswith("pytest")
+        blocks = ["```python\nstep = 0\n```\n"] + [
+            f"```python\nassert step == {n}\nstep += 1\n```\n" for n in range(12)
+        ]
+        done = run_pytest_on(tmp_path, "\n".join(blocks), *pytest_command[1:])
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "13 passed" in done.stdout
