@@ -8,8 +8,9 @@ CORE := $(VENV)/.installed-core
 DEV := $(VENV)/.installed-dev
 PYTEST_WORKERS ?= auto
 
-install = if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install -q --python $(BIN)/python $(1); \
-	else $(BIN)/python -m pip install -q $(1); fi
+# Prints only the command it runs (set -x), not the choice.
+install = if [ -x $(BIN)/uv ]; then set -x; $(BIN)/uv pip install -q --python $(BIN)/python $(1); \
+	else set -x; $(BIN)/python -m pip install -q $(1); fi
 
 .PHONY: test lint demo bench soak clean check-bare
 
@@ -18,12 +19,12 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q uv || echo "uv could not be installed: pip installs instead"
 
 $(CORE): pyproject.toml | $(BIN)/python
-	$(call install,-e .)
-	touch $@
+	@$(call install,-e .)
+	@touch $@
 
 $(DEV): pyproject.toml | $(BIN)/python
-	$(call install,-e '.[dev]')
-	touch $@ $(CORE)
+	@$(call install,-e '.[dev]')
+	@touch $@ $(CORE)
 
 lint: $(DEV)
 	$(BIN)/ruff check src tests conftest.py $(wildcard benchmarks)
