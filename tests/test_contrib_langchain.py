@@ -312,6 +312,7 @@ class TestAgentToolsMetered:
                 ("call-r", 3, True),
             ]
             assert registry.metrics()["fetch"]["retries"] == 2
+            assert registry.metrics()["fetch"]["last_error"]["type"] == "ConnectionError"
 
     @pytest.mark.usefixtures("tiny_switch_interval")
     def test_many_calls_in_one_turn_on_worker_threads_count_exactly(
