@@ -3,7 +3,9 @@
 Each case is pydantic-ai's own ``ToolManager.handle_call`` (argument validation, the
 capability hooks, the toolset call) of a trivial async tool, on the tool manager of a
 real agent run, so that every hook a run has is there. The baseline is the same tool as
-the agent's own function tool, without us.
+the agent's own function tool, without us. pydantic-ai charges any capability, even one
+that does nothing, for copying the run context into each of its hooks; ``Metered`` is
+measured against such a no-op capability, which is itself measured against none.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from collections.abc import Callable
 from typing import Any
 
 from pydantic_ai import Agent, RunContext
+from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.tool_manager import ToolManager
 
 from benchmarks._harness import Check, Row, Run, Sizes, interleave, ns
 from benchmarks._tools import ARGS, add_async, calls, fresh_registry
-from codex_tools.contrib.pydantic_ai import RegistryToolset
+from codex_tools import ToolRegistry
+from codex_tools.contrib.pydantic_ai import Metered, RegistryToolset
 
 __all__ = ["run"]
 
@@ -65,8 +69,12 @@ def _calls(loop: asyncio.AbstractEventLoop, manager: ToolManager[Any], tool: str
     return lambda n: loop.run_until_complete(body(n))
 
 
+class _Nothing(AbstractCapability[Any]):
+    """A capability that does nothing: what pydantic-ai charges for any capability."""
+
+
 def run(sizes: Sizes, check: Check) -> list[Row]:
-    registry = fresh_registry()
+    registry, metered = fresh_registry(), ToolRegistry()
     loop = asyncio.new_event_loop()
     try:
         cases = {
@@ -74,39 +82,54 @@ def run(sizes: Sizes, check: Check) -> list[Row]:
             "toolset": _calls(
                 loop, _tool_manager(loop, toolsets=[RegistryToolset(registry)]), add_async.name
             ),
+            "nothing": _calls(
+                loop, _tool_manager(loop, tools=[add], capabilities=[_Nothing()]), "add"
+            ),
+            "metered": _calls(
+                loop, _tool_manager(loop, tools=[add], capabilities=[Metered(metered)]), "add"
+            ),
         }
         timings = interleave(cases, sizes.repeats, sizes.target_s)
     finally:
         loop.close()
 
-    def value(name: str) -> float:
-        return ns(timings.median(name))
+    def row(case: str, name: str, baseline: str, label: str, counted: int | None = None) -> Row:
+        value, base = ns(timings.median(name)), ns(timings.median(baseline))
+        extra: dict[str, Any] = {}
+        if counted is not None:
+            added, ops = value - base, timings.operations[name]
+            extra = {
+                "target": f"adds <= max(5%, 2 µs): {added / 1e3:.2f} µs",
+                "met": added <= max(0.05 * base, 2_000.0),
+                "check": check(counted == ops, f"{name}: {counted} counted of {ops} calls"),
+            }
+        return Row(
+            SCENARIO,
+            case,
+            value,
+            "ns",
+            baseline=label,
+            ratio=value / base,
+            samples=[ns(s) for s in timings.samples[name]],
+            **extra,
+        )
 
-    base = value("plain")
-    ops = timings.operations
-    counted = calls(registry, add_async.name)
-    added = value("toolset") - base
-    limit = max(0.05 * base, 2_000.0)
+    own = "the agent's own tool"
     return [
-        Row(
-            SCENARIO,
-            "handle_call, the agent's own tool",
-            base,
-            "ns",
-            baseline="itself",
-            ratio=1.0,
-            samples=[ns(s) for s in timings.samples["plain"]],
-        ),
-        Row(
-            SCENARIO,
+        row(f"handle_call, {own}", "plain", "plain", own),
+        row(
             "handle_call, RegistryToolset tool",
-            value("toolset"),
-            "ns",
-            baseline="the agent's own tool",
-            ratio=value("toolset") / base,
-            target=f"adds <= max(5%, 2 µs): {added / 1e3:.2f} µs",
-            met=added <= limit,
-            check=check(counted == ops["toolset"], f"{counted} counted of {ops['toolset']}"),
-            samples=[ns(s) for s in timings.samples["toolset"]],
+            "toolset",
+            "plain",
+            own,
+            calls(registry, "add_async"),
+        ),
+        row("handle_call, own tool, a no-op capability", "nothing", "plain", own),
+        row(
+            "handle_call, own tool, Metered",
+            "metered",
+            "nothing",
+            "a no-op capability",
+            calls(metered, "add"),
         ),
     ]

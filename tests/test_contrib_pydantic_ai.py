@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic_ai import Agent
+from pydantic_ai import Agent, ModelRetry, RunContext, ToolFailed
 from pydantic_ai.messages import (
     ModelMessage,
     ModelRequest,
@@ -23,7 +25,9 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.tools import ToolDefinition
 
 from codex_tools import Tool, ToolRegistry, telemetry
-from codex_tools.contrib.pydantic_ai import RegistryToolset
+from codex_tools.contrib.pydantic_ai import Metered, RegistryToolset
+
+TOOLS_MODULE = Path(__file__).parent / "mcp_server" / "tools_module.py"
 
 Call = tuple[str, Any, str]  # tool name, arguments (dict or JSON text), tool-call id
 
@@ -63,7 +67,7 @@ class Script:
 
 def run(script: Script, **agent_options: Any) -> str:
     agent = Agent(FunctionModel(script), **agent_options)
-    return agent.run_sync("go").output
+    return asyncio.run(agent.run("go")).output  # run_sync would leave its event loop open
 
 
 def by_call_id(events: list[telemetry.CapturedEvent]) -> dict[str, list[str]]:
@@ -193,8 +197,6 @@ class TestRegistryToolset:
     def test_a_registry_tool_written_for_pydantic_ai_may_ask_for_a_retry(
         self, registry: ToolRegistry
     ) -> None:
-        from pydantic_ai import ModelRetry
-
         @registry.register
         def picky(word: str) -> str:
             if word != "please":
@@ -224,6 +226,198 @@ class TestRegistryToolset:
         assert run(script, toolsets=[RegistryToolset(registry)]) == "done"
         assert script.returns()["c1"].outcome == "failed"
         assert registry.metrics()["hostile"]["failure"] == 1
+
+
+def own_tools(registry: ToolRegistry) -> Agent[None, str]:
+    """An agent with tools of its own (one fine, one picky, one broken), metered."""
+    script = Script()
+    agent = Agent(FunctionModel(script), capabilities=[Metered(registry)])
+
+    @agent.tool_plain
+    def square(x: int) -> int:
+        """Square a number."""
+        return x * x
+
+    @agent.tool_plain(retries=3)
+    def picky(word: str) -> str:
+        """Only polite words."""
+        if word != "please":
+            raise ModelRetry(f"{word!r} is not polite")
+        return "thanks"
+
+    @agent.tool_plain
+    def gone(path: str) -> str:
+        """Report a missing file."""
+        raise ToolFailed(f"{path} is gone")
+
+    @agent.tool_plain
+    def broken() -> str:
+        """Crash."""
+        raise ZeroDivisionError("no")
+
+    return agent
+
+
+def drive(agent: Agent[None, str], script: Script) -> str:
+    """Run ``agent`` with ``script`` as its model."""
+    return asyncio.run(agent.run("go", model=FunctionModel(script))).output
+
+
+class TestMetered:
+    def test_the_agents_own_tools_are_counted_with_what_the_model_was_shown(
+        self, registry: ToolRegistry
+    ) -> None:
+        script = Script(
+            [("square", {"x": 4}, "c-ok"), ("picky", {"word": "now"}, "c-retry")],
+            [("picky", {"word": "please"}, "c-retry-2"), ("square", {"x": "four"}, "c-bad")],
+            [("gone", {"path": "/x"}, "c-gone")],
+        )
+        with telemetry.capture() as events:
+            assert drive(own_tools(registry), script) == "done"
+
+        seen = script.returns()
+        assert seen["c-ok"].content == 16
+        assert "'now' is not polite" in seen["c-retry"].model_response_str()
+        assert seen["c-retry"].outcome == "retried"
+        assert seen["c-retry-2"].content == "thanks"
+        assert seen["c-bad"].outcome == "retried"  # pydantic-ai's own validation message
+        assert seen["c-gone"].outcome == "failed"
+
+        metrics = registry.metrics()
+        assert (metrics["square"]["success"], metrics["square"]["failure"]) == (1, 1)
+        assert metrics["square"]["last_error"]["type"] == "ValidationError"
+        assert (metrics["picky"]["success"], metrics["picky"]["failure"]) == (1, 1)
+        assert metrics["picky"]["last_error"] == {
+            "type": "ModelRetry",
+            "message": "'now' is not polite",
+        }
+        assert metrics["picky"]["retries"] == 1
+        assert metrics["gone"]["last_error"] == {"type": "ToolFailed", "message": "/x is gone"}
+        assert all(entry["total_latency_ms"] > 0 for entry in metrics.values())
+        assert all(entry["in_flight"] == 0 for entry in metrics.values())
+
+        assert by_call_id(events) == {
+            "c-ok": ["start", "success"],
+            "c-retry": ["start", "failure"],
+            "c-retry-2": ["start", "success"],
+            "c-bad": ["start", "failure"],
+            "c-gone": ["start", "failure"],
+        }
+        assert {event.metadata["originator"] for event in events} == {"pydantic-ai"}
+        tags = {e.metadata["call_id"]: (e.metadata["attempt"], e.metadata["retry"]) for e in events}
+        assert tags["c-retry"] == (1, False)
+        assert tags["c-retry-2"] == (2, True)
+
+    def test_a_tool_that_raises_anything_else_ends_the_run_and_is_counted(
+        self, registry: ToolRegistry
+    ) -> None:
+        with pytest.raises(ZeroDivisionError):
+            drive(own_tools(registry), Script([("broken", {}, "c1")]))
+        assert registry.metrics()["broken"]["failure"] == 1
+        assert registry.metrics()["broken"]["in_flight"] == 0
+        assert registry.metrics()["broken"]["last_error"]["type"] == "ZeroDivisionError"
+
+    def test_the_retry_that_exhausts_the_budget_counts_as_what_the_tool_raised(
+        self, registry: ToolRegistry
+    ) -> None:
+        from pydantic_ai.exceptions import UnexpectedModelBehavior
+
+        script = Script(*([("picky", {"word": "now"}, f"c{i}")] for i in range(6)))
+        with pytest.raises(UnexpectedModelBehavior):
+            drive(own_tools(registry), script)
+        picky = registry.metrics()["picky"]
+        assert (picky["failure"], picky["in_flight"]) == (4, 0)  # 3 retries allowed, then the end
+        assert picky["last_error"]["type"] == "ModelRetry"
+
+    @pytest.mark.parametrize("same", [True, False], ids=["same registry", "another registry"])
+    def test_a_registry_tool_is_counted_once_in_each_registry_that_meters_it(
+        self, tools: ToolRegistry, same: bool
+    ) -> None:
+        meter = tools if same else ToolRegistry()
+        script = Script([("add", {"a": 1, "b": 1}, "c1"), ("explode", {"reason": "r"}, "c2")])
+        with telemetry.capture() as events:
+            run(script, toolsets=[RegistryToolset(tools)], capabilities=[Metered(meter)])
+
+        for registry in {id(tools): tools, id(meter): meter}.values():
+            metrics = registry.metrics()
+            assert (metrics["add"]["success"], metrics["add"]["failure"]) == (1, 0)
+            assert (metrics["explode"]["success"], metrics["explode"]["failure"]) == (0, 1)
+        assert meter.metrics()["explode"]["last_error"]["type"] == (
+            "ValueError" if same else "ToolFailed"  # what the registry saw, what pydantic-ai saw
+        )
+        starts = [event.metadata["call_id"] for event in events if event.event[-1] == "start"]
+        assert sorted(starts) == (["c1", "c2"] if same else ["c1", "c1", "c2", "c2"])
+
+    def test_a_deferred_call_or_one_answered_in_the_tools_place_is_no_failure(
+        self, registry: ToolRegistry
+    ) -> None:
+        from pydantic_ai import CallDeferred, DeferredToolRequests
+        from pydantic_ai.capabilities import AbstractCapability
+        from pydantic_ai.exceptions import SkipToolExecution
+
+        class Cache(AbstractCapability[Any]):
+            async def before_tool_execute(
+                self,
+                ctx: RunContext[Any],
+                *,
+                call: ToolCallPart,
+                tool_def: ToolDefinition,
+                args: dict[str, Any],
+            ) -> dict[str, Any]:
+                if call.tool_name == "cached":
+                    raise SkipToolExecution("from the cache")
+                return args
+
+        script = Script([("cached", {}, "c1"), ("later", {}, "c2")])
+        agent = Agent(
+            FunctionModel(script),
+            output_type=[str, DeferredToolRequests],
+            capabilities=[Cache(), Metered(registry)],
+        )
+
+        @agent.tool_plain
+        def cached() -> str:
+            raise AssertionError("not run")
+
+        @agent.tool_plain
+        def later() -> str:
+            raise CallDeferred
+
+        output = asyncio.run(agent.run("go")).output
+        assert isinstance(output, DeferredToolRequests)
+        assert [call.tool_call_id for call in output.calls] == ["c2"]
+        metrics = registry.metrics()
+        assert (metrics["cached"]["success"], metrics["later"]["success"]) == (1, 1)
+        assert metrics["cached"]["failure"] + metrics["later"]["failure"] == 0
+
+    @pytest.mark.slow
+    async def test_mcp_tools_are_metered_and_an_error_result_counts_with_its_text(
+        self, registry: ToolRegistry
+    ) -> None:
+        from fastmcp.client import Client
+        from fastmcp.client.transports import StdioTransport
+        from pydantic_ai.mcp import MCPToolset
+
+        server = StdioTransport(sys.executable, ["-m", "codex_tools", "mcp", str(TOOLS_MODULE)])
+        script = Script([("add", {"a": 1, "b": 2}, "m1"), ("divide", {"a": 1, "b": 0}, "m2")])
+        agent = Agent(
+            FunctionModel(script),
+            toolsets=[MCPToolset(Client(server))],
+            capabilities=[Metered(registry)],
+        )
+        with telemetry.capture() as events:
+            async with agent:
+                assert (await agent.run("go")).output == "done"
+
+        seen = script.returns()
+        assert seen["m1"].content == "3"
+        error_text = "tool 'divide' failed: ZeroDivisionError: float division by zero"
+        assert error_text in seen["m2"].model_response_str()
+        metrics = registry.metrics()
+        assert (metrics["add"]["success"], metrics["divide"]["failure"]) == (1, 1)
+        assert metrics["divide"]["last_error"] == {"type": "ModelRetry", "message": error_text}
+        assert by_call_id(events) == {"m1": ["start", "success"], "m2": ["start", "failure"]}
+        assert {event.metadata["originator"] for event in events} == {"pydantic-ai"}
 
 
 def test_missing_extra_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
