@@ -348,6 +348,17 @@ class TestMetered:
         starts = [event.metadata["call_id"] for event in events if event.event[-1] == "start"]
         assert sorted(starts) == (["c1", "c2"] if same else ["c1", "c1", "c2", "c2"])
 
+    def test_a_registry_tool_renamed_by_a_wrapper_toolset_is_still_counted_once(
+        self, tools: ToolRegistry
+    ) -> None:
+        script = Script([("calc_add", {"a": 2, "b": 2}, "c1")])
+        toolset = RegistryToolset(tools).prefixed("calc")
+        run(script, toolsets=[toolset], capabilities=[Metered(tools)])
+
+        assert script.returns()["c1"].content == 4
+        assert tools.metrics()["add"]["success"] == 1
+        assert "calc_add" not in tools.metrics()
+
     def test_a_deferred_call_or_one_answered_in_the_tools_place_is_no_failure(
         self, registry: ToolRegistry
     ) -> None:
