@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -438,3 +439,8 @@ def test_missing_extra_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) ->
 
     with pytest.raises(ImportError, match=r"pip install 'codex-tools\[pydantic-ai\]'"):
         importlib.import_module("codex_tools.contrib.pydantic_ai")
+
+
+def test_importing_codex_tools_does_not_import_pydantic_ai() -> None:
+    code = "import sys, codex_tools; sys.exit('pydantic_ai' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
