@@ -25,6 +25,7 @@ from pydantic_ai.messages import (
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.tools import ToolDefinition
 
+import codex_tools
 from codex_tools import Tool, ToolRegistry, telemetry
 from codex_tools.contrib.pydantic_ai import Metered, RegistryToolset
 
@@ -430,6 +431,19 @@ class TestMetered:
         assert metrics["divide"]["last_error"] == {"type": "ModelRetry", "message": error_text}
         assert by_call_id(events) == {"m1": ["start", "success"], "m2": ["start", "failure"]}
         assert {event.metadata["originator"] for event in events} == {"pydantic-ai"}
+
+
+def test_without_a_registry_both_use_the_default_one() -> None:
+    default = codex_tools.default_registry()
+    handle = codex_tools.register(lambda text: text[::-1], name="pydantic_ai_reverse")
+    try:
+        script = Script([("pydantic_ai_reverse", {"text": "abc"}, "c1")])
+        run(script, toolsets=[RegistryToolset()], capabilities=[Metered()])
+        assert script.returns()["c1"].content == "cba"
+        assert default.metrics()["pydantic_ai_reverse"]["success"] == 1  # and only once
+    finally:
+        codex_tools.deregister(handle)
+        codex_tools.reset_metrics()
 
 
 def test_missing_extra_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
