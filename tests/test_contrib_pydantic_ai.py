@@ -26,7 +26,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.tools import ToolDefinition
 
 import codex_tools
-from codex_tools import Tool, ToolRegistry, telemetry
+from codex_tools import Tool, ToolRegistry, telemetry, tool
 from codex_tools.contrib.pydantic_ai import Metered, RegistryToolset
 
 TOOLS_MODULE = Path(__file__).parent / "mcp_server" / "tools_module.py"
@@ -127,6 +127,20 @@ class TestRegistryToolset:
         assert offered["add"].description == "Add two integers."
         assert offered["add"].metadata is not None
         assert offered["add"].metadata["annotations"] is None
+
+    def test_mcp_annotations_travel_in_the_tool_definitions_metadata(
+        self, registry: ToolRegistry
+    ) -> None:
+        try:
+            lookup = tool(name="lookup", read_only=True, destructive=False)(lambda key: key)
+        except TypeError:  # pragma: no cover
+            pytest.skip("this core has no tool annotations yet")
+        registry.register(lookup)
+        script = Script()
+        run(script, toolsets=[RegistryToolset(registry)])
+        (offered,) = script.tools
+        assert offered.metadata is not None
+        assert offered.metadata["annotations"] == {"readOnlyHint": True, "destructiveHint": False}
 
     @pytest.mark.parametrize(
         "arguments",
