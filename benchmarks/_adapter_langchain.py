@@ -1,4 +1,4 @@
-"""Scenario 9: what the LangChain adapter adds to one tool call, both ways.
+"""What the LangChain adapter adds to one tool call, both ways.
 
 Every case calls the same two-int ``add`` the way LangChain's tool node does (a
 ``ToolCall`` in, a ``ToolMessage`` out), interleaved in one group, so each figure is a
@@ -15,7 +15,7 @@ from benchmarks._tools import add, calls, fresh_registry
 
 __all__ = ["run"]
 
-SCENARIO = "9 langchain"
+SCENARIO = "langchain"
 _CASES = (
     "LangChain tool.invoke(tool_call), its own StructuredTool",
     "LangChain tool.invoke, a dict JSON schema (LangChain validates nothing)",
