@@ -161,6 +161,16 @@ class TestOurToolsOffered:
         assert offered["add"]["parameters"]["required"] == schema["required"]
         assert offered["add"]["parameters"]["properties"].keys() == schema["properties"].keys()
 
+    def test_mcp_annotations_travel_in_metadata(self, registry: ToolRegistry) -> None:
+        try:
+            read = tool(name="read", read_only=True, destructive=False)(lambda key: key)
+        except TypeError:  # pragma: no cover
+            pytest.skip("this core has no tool annotations yet")
+        registry.register(read)
+        [offered] = structured_tools(registry)
+        # where langchain-mcp-adapters puts an MCP tool's annotations
+        assert offered.metadata == {"readOnlyHint": True, "destructiveHint": False}
+
     async def test_every_way_langchain_calls_a_tool_reaches_the_registry(
         self, ours: ToolRegistry
     ) -> None:
