@@ -26,7 +26,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.uuid import uuid7
 from langgraph.checkpoint.memory import InMemorySaver
 
-from codex_tools import ToolRegistry, telemetry, tool
+from codex_tools import Tool, ToolRegistry, telemetry, tool
 from codex_tools.contrib.langchain import (
     MeteredToolMiddleware,
     MeteringCallbackHandler,
@@ -160,6 +160,16 @@ class TestOurToolsOffered:
         schema = ours.lookup("add").parameters
         assert offered["add"]["parameters"]["required"] == schema["required"]
         assert offered["add"]["parameters"]["properties"].keys() == schema["properties"].keys()
+
+    def test_disabled_tool_is_not_offered_and_a_refused_call_is_an_error(
+        self, registry: ToolRegistry
+    ) -> None:
+        registry.register(Tool(name="off", fn=lambda: "x", enabled=False))
+        registry.register(Tool(name="gated", fn=lambda: "x", enabled=lambda ctx: False))
+        [gated] = structured_tools(registry)
+        message = gated.invoke(call("gated", "c-1"))
+        assert (message.status, message.content) == ("error", "tool 'gated' is disabled")
+        assert registry.metrics() == {}  # as for the registry: a refused call is not counted
 
     def test_mcp_annotations_travel_in_metadata(self, registry: ToolRegistry) -> None:
         try:

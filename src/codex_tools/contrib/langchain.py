@@ -68,9 +68,17 @@ _offered: dict[UUID, ToolRegistry] = {}
 
 
 def structured_tools(registry: ToolRegistry | None = None) -> list[StructuredTool]:
-    """The tools of ``registry`` (the default registry if ``None``) as LangChain tools."""
+    """The tools of ``registry`` (the default registry if ``None``) as LangChain tools.
+
+    A tool whose ``enabled`` is ``False`` is left out; one with a predicate is offered,
+    and a call it refuses reaches the model as an error message.
+    """
     registry = default_registry() if registry is None else registry
-    return [_RegistryTool.offering(registry, tool) for tool in registry.tools()]
+    return [
+        _RegistryTool.offering(registry, tool)
+        for tool in registry.tools()
+        if tool.enabled is not False
+    ]
 
 
 class _RegistryTool(StructuredTool):
