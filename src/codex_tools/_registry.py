@@ -18,6 +18,7 @@ from typing import Any
 
 from codex_tools import _call
 from codex_tools._call import (
+    FAILURES,
     FIRST_TRY,
     arguments,
     begin,
@@ -82,18 +83,7 @@ class ToolRegistry:
         if isinstance(fn, Tool):
             new = fn
             if name is not None or description is not None:
-                new = Tool(
-                    name=fn.name if name is None else name,
-                    fn=fn.fn,
-                    description=fn.description if description is None else description,
-                    parameters=fn.parameters,
-                    metadata=fn.metadata,
-                    enabled=fn.enabled,
-                    on_error=fn.on_error,
-                    timeout=fn.timeout,
-                    retry=fn.retry,
-                    quick=fn.quick,
-                )
+                new = fn._renamed(name, description)
         else:
             new = tool(name=name, description=description)(fn)
         with self._lock:
@@ -213,6 +203,7 @@ class ToolRegistry:
         try_tags = FIRST_TRY if context is None and not k else tags(context, k)
         shard, meta = begin(self._metrics, tool.name, tool.metadata, args, context, try_tags)
         start = _perf_ns()
+        kwargs = None
         try:
             kwargs = arguments(tool, args, context, try_tags)
             marker = running.set(tool) if _call.tracking else None
@@ -227,7 +218,8 @@ class ToolRegistry:
                 if marker is not None:
                     running.reset(marker)
         except BaseException as error:  # noqa: BLE001  (every end is counted; fail re-raises)
-            return fail(tool, shard, meta, error, _perf_ns() - start, context, try_tags)
+            duration = _perf_ns() - start
+            return fail(tool, shard, meta, error, duration, context, try_tags, kwargs is not None)
         succeed(shard, meta, output, _perf_ns() - start)
         return output
 
@@ -241,6 +233,7 @@ class ToolRegistry:
         try_tags = FIRST_TRY if context is None and not k else tags(context, k)
         shard, meta = begin(self._metrics, tool.name, tool.metadata, args, context, try_tags)
         start = _perf_ns()
+        kwargs = None
         try:
             kwargs = arguments(tool, args, context, try_tags)
             marker = running.set(tool) if _call.tracking else None
@@ -255,7 +248,8 @@ class ToolRegistry:
                 if marker is not None:
                     running.reset(marker)
         except BaseException as error:  # noqa: BLE001  (every end is counted; fail re-raises)
-            return fail(tool, shard, meta, error, _perf_ns() - start, context, try_tags)
+            duration = _perf_ns() - start
+            return fail(tool, shard, meta, error, duration, context, try_tags, kwargs is not None)
         succeed(shard, meta, output, _perf_ns() - start)
         return output
 
@@ -268,7 +262,7 @@ class ToolRegistry:
         if enabled is not False:
             try:
                 enabled = bool(enabled(tool_context(tool, context, tags(context, 0))))
-            except Exception as error:
+            except FAILURES as error:
                 raise ToolDisabledError(
                     f"the enabled check of tool {tool.name!r} raised {type(error).__name__}",
                     tool=tool.name,

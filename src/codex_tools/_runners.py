@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, cast
 
-from codex_tools._call import DeadlineExceeded
+from codex_tools._call import FAILURES, DeadlineExceeded
 from codex_tools._tool import Tool
 
 __all__ = ["call_async", "call_in_thread", "run_coroutine"]
@@ -71,7 +71,7 @@ async def _caught(work: Coroutine[Any, Any, Any]) -> list[Any]:
     """``[output, None]`` or ``[None, error]``, for :func:`run_coroutine`."""
     try:
         return [await work, None]
-    except Exception as error:  # noqa: BLE001  (re-raised by _run_coroutine)
+    except FAILURES as error:  # re-raised by run_coroutine
         return [None, error]
 
 
