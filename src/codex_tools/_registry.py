@@ -209,7 +209,7 @@ class ToolRegistry:
             marker = running.set(tool) if _call.tracking else None
             try:
                 if tool.is_async:
-                    output = run_coroutine(lambda: call_async(tool, kwargs))
+                    output = run_coroutine(tool, lambda: call_async(tool, kwargs))
                 elif tool.timeout is not None:
                     output = call_in_thread(tool, kwargs)
                 else:
