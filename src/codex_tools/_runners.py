@@ -277,7 +277,12 @@ def _wait(function: Callable[[], Any], owner: Tool, timeout: float | None) -> An
     done = threading.Lock()
     done.acquire()
     job = submit(function, owner, done.release)
-    if not done.acquire(timeout=-1 if timeout is None else timeout) and job.cancel():
+    try:
+        finished = done.acquire(timeout=-1 if timeout is None else timeout)
+    except BaseException:  # an interrupt (Ctrl-C) while waiting: nobody waits any more
+        job.cancel()
+        raise
+    if not finished and job.cancel():
         raise DeadlineExceeded
     return job.outcome()
 
