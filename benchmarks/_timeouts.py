@@ -1,4 +1,4 @@
-"""Scenario 8: timeouts bound the caller's wait, and the call core split cost nothing.
+"""Scenario 9: timeouts bound the caller's wait, and the call core split cost nothing.
 
 - 10,000 timeouts of a sync tool stuck on an Event (timeout 1 ms): the threads alive
   stay within the documented bound, the RSS grows by at most 20 MB, and an instant tool
@@ -31,7 +31,7 @@ __all__ = ["run"]
 #: main before the call core was split out of ``_registry.py``
 BEFORE = "8906c5e"
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIO = "8 timeouts"
+SCENARIO = "9 timeouts"
 MB = 1 << 20
 
 

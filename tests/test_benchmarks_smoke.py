@@ -34,7 +34,7 @@ def test_quick_benchmark_run_covers_every_scenario_and_checks_its_counts(tmp_pat
     rows = json.loads(out.read_text())["rows"]
     numbers = {int(row["scenario"].split()[0]) for row in rows}
     assert numbers == set(range(1, max(numbers) + 1))
-    assert max(numbers) >= 8
+    assert max(numbers) >= 9
     assert all(row["check"] in ("ok", "n/a") for row in rows)
     measured = [row for row in rows if row["check"] == "ok"]
     assert all(row["value"] is not None and row["value"] > 0 for row in measured)

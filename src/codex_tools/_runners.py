@@ -29,6 +29,8 @@ import contextlib
 import contextvars
 import functools
 import os
+import signal
+import socket
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, cast
@@ -62,6 +64,30 @@ IDLE_SECONDS = 30.0
 
 
 _PENDING, _RUNNING, _DONE, _CANCELLED, _ABANDONED = range(5)
+
+#: Process signals a worker blocks, so that the kernel delivers them to a thread that
+#: does not block them, the main thread above all. Delivered to a worker (asleep in a
+#: tool), a Ctrl-C went unnoticed: the main thread, asleep in its event loop's select,
+#: was never woken to run the handler.
+_STEERED = (
+    {
+        getattr(signal, name)
+        for name in (
+            "SIGINT",
+            "SIGTERM",
+            "SIGHUP",
+            "SIGQUIT",
+            "SIGUSR1",
+            "SIGUSR2",
+            "SIGALRM",
+            "SIGCHLD",
+            "SIGWINCH",
+        )
+        if hasattr(signal, name)
+    }
+    if hasattr(signal, "pthread_sigmask")
+    else set()
+)
 
 _lock = threading.Lock()
 _idle: list[_Worker] = []
@@ -139,6 +165,8 @@ class _Worker:
         self.wake.acquire()
 
     def run(self) -> None:
+        if _STEERED:  # Python runs handlers in the main thread: let the kernel wake it
+            signal.pthread_sigmask(signal.SIG_BLOCK, _STEERED)
         while self.job is not None:
             if self._run_one():
                 return  # its caller gave up on it: the pool replaced this thread
@@ -363,6 +391,24 @@ def _nothing() -> None:
 
 
 class _Loop(asyncio.SelectorEventLoop):
+    def run_forever(self) -> None:
+        """Run with a signal wakeup fd in the main thread, as ``add_signal_handler`` sets.
+
+        ``asyncio.Runner`` handles Ctrl-C with ``signal.signal``, whose handler runs only
+        when the main thread runs Python code. A signal that lands just before the loop
+        blocks in ``select`` (a worker just handed a job held the GIL until then) was left
+        pending, the loop asleep for good. The wakeup byte makes ``select`` return.
+        """
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            self_pipe: socket.socket = getattr(self, "_csock")  # noqa: B009  (private)
+            previous = signal.set_wakeup_fd(self_pipe.fileno(), warn_on_full_buffer=False)
+        try:
+            super().run_forever()
+        finally:
+            if previous is not None:
+                signal.set_wakeup_fd(previous)
+
     async def shutdown_default_executor(self) -> None:
         """Do not wait for threads a cancelled tool left running."""
 

@@ -9,6 +9,7 @@ leaves a thread blocked for good; where exit behaviour matters, a real process r
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 import textwrap
@@ -207,3 +208,47 @@ def test_a_process_whose_tools_are_stuck_exits_at_once_when_done() -> None:
         check=False,
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "done 3\n", "")
+
+
+INTERRUPTED = """
+import sys, threading, codex_tools as c
+from codex_tools.autorun import ScriptedModel, run_auto
+
+def nap() -> None:
+    print("napping", file=sys.stderr, flush=True)
+    threading.Event().wait()
+
+c.register(nap)
+c.register(lambda: "ok", name="warm")  # a worker is idle, and handed the nap at once
+model = ScriptedModel([
+    [{"type": "tool.call.required", "call_id": "c0", "tool_name": "warm"},
+     {"type": "turn.completed"}],
+    [{"type": "tool.call.required", "call_id": "c1", "tool_name": "nap"},
+     {"type": "turn.completed"}],
+])
+try:
+    run_auto(model, "go")
+except KeyboardInterrupt:
+    print("interrupted", c.metrics()["nap"]["failure"], flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_a_worker_runs_a_tool_ends_run_auto_at_once() -> None:
+    """The signal may land just before the loop sleeps in ``select``: the loop's wakeup
+    fd must wake it, or the handler waits for an event that never comes."""
+    for _ in range(20):
+        child = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(INTERRUPTED)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stderr is not None
+            assert child.stderr.readline() == "napping\n"
+            child.send_signal(signal.SIGINT)
+            out, _ = child.communicate(timeout=10)
+        finally:
+            child.kill()
+        assert out == "interrupted 1\n"
