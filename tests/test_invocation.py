@@ -640,3 +640,32 @@ class TestNestedCalls:
         assert await registry.ainvoke("outer") == 2
         row = registry.metrics()["outer"]
         assert (row["success"], row["failure"], row["retries"]) == (1, 1, 1)
+
+
+class TestAPolicyThatBreaks:
+    """A retry policy's own bug gives up retrying; the caller gets the tool's failure."""
+
+    @pytest.mark.parametrize(
+        "policy",
+        [
+            RetryPolicy(backoff=None, retry_on=lambda e: 1 / 0 > 0),
+            RetryPolicy(backoff=lambda n: float("nan")),
+            RetryPolicy(backoff=lambda n: float("inf")),
+            RetryPolicy(backoff=lambda n: "soon"),  # type: ignore[arg-type, return-value]
+        ],
+        ids=["retry_on-raises", "nan", "inf", "not-a-number"],
+    )
+    async def test_the_tools_failure_is_raised_with_a_note(
+        self, registry: ToolRegistry, policy: RetryPolicy
+    ) -> None:
+        def down() -> None:
+            raise ConnectionError("down")
+
+        registry.register(Tool(name="down", fn=down, retry=policy))
+        with pytest.raises(ToolExecutionError, match="ConnectionError") as raised:
+            registry.invoke("down")
+        assert any("not retried" in note for note in raised.value.__notes__)
+        with pytest.raises(ToolExecutionError, match="ConnectionError") as raised:
+            await registry.ainvoke("down")
+        assert any("not retried" in note for note in raised.value.__notes__)
+        assert registry.metrics()["down"]["failure"] == 2

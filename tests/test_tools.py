@@ -260,3 +260,11 @@ class TestRegisterCarriesEveryField:
     def test_a_bad_new_name_is_a_definition_error(self) -> None:
         with pytest.raises(ToolDefinitionError):
             ToolRegistry().register(Tool(name="t", fn=lambda: 1), name="")
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), 1e300, True, "5", [1]])
+def test_a_timeout_that_is_not_a_usable_number_of_seconds_is_a_definition_error(
+    timeout: Any,
+) -> None:
+    with pytest.raises(ToolDefinitionError, match="timeout"):
+        Tool(name="t", fn=lambda: 1, timeout=timeout)

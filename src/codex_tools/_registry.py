@@ -35,7 +35,7 @@ from codex_tools._errors import (
     ToolNotFoundError,
 )
 from codex_tools._measure import NO_METADATA, MeasuredCall
-from codex_tools._metrics import MetricsStore
+from codex_tools._metrics import MetricsStore, error_info
 from codex_tools._retry import backoff_delay
 from codex_tools._runners import call_async, call_in_thread, run_coroutine
 from codex_tools._tool import Tool, tool
@@ -294,9 +294,21 @@ def _name(name: object) -> str | None:
 
 
 def _retry_delay(tool: Tool, error: ToolExecutionError, attempt: int) -> float | None:
-    """Seconds to wait before another try after ``attempt`` failed, or None to give up."""
+    """Seconds to wait before another try after ``attempt`` failed, or None to give up.
+
+    A policy that raises (its ``retry_on`` predicate, its backoff) gives up: the caller
+    gets the tool's failure, with a note saying why it was not retried.
+    """
     policy = tool.retry
     cause = error.__cause__
-    if policy is None or cause is None or not policy.should_retry(cause, attempt):
+    try:
+        if policy is None or cause is None or not policy.should_retry(cause, attempt):
+            return None
+        return backoff_delay(policy.backoff, attempt)
+    except Exception as broken:  # noqa: BLE001  (the tool's failure is what the caller gets)
+        info = error_info(broken)
+        error.add_note(
+            f"not retried: the retry policy of tool {tool.name!r} raised "
+            f"{info['type']}: {info['message']}"
+        )
         return None
-    return backoff_delay(policy.backoff, attempt)

@@ -8,6 +8,7 @@ import functools
 import inspect
 import json
 import re
+import threading
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
@@ -287,9 +288,15 @@ class Tool:
         name = _check_name(name)
         if not callable(fn):
             raise ToolDefinitionError(f"tool {name!r}: fn must be callable, got {fn!r}", tool=name)
-        if timeout is not None and not timeout > 0:
+        if timeout is not None and not (
+            isinstance(timeout, int | float)
+            and not isinstance(timeout, bool)
+            and 0 < timeout <= threading.TIMEOUT_MAX  # NaN fails both; inf the second
+        ):
             raise ToolDefinitionError(
-                f"tool {name!r}: timeout must be > 0, got {timeout}", tool=name
+                f"tool {name!r}: timeout must be a number of seconds > 0 and at most "
+                f"{threading.TIMEOUT_MAX:g}, or None, got {timeout!r}",
+                tool=name,
             )
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ToolDefinitionError(f"tool {name!r}: retry must be a RetryPolicy", tool=name)
