@@ -9,6 +9,7 @@ leaves a thread blocked for good; where exit behaviour matters, a real process r
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -252,3 +254,94 @@ def test_ctrl_c_while_a_worker_runs_a_tool_ends_run_auto_at_once() -> None:
         finally:
             child.kill()
         assert out == "interrupted 1\n"
+
+
+STUCK_TOOLS = """
+import threading
+from codex_tools import tool
+
+forever = threading.Event()
+
+
+@tool(timeout=0.2)
+def stuck() -> str:
+    \"\"\"Never returns.\"\"\"
+    forever.wait()
+    return "never"
+"""
+
+
+def test_the_mcp_server_exits_when_stdin_closes_though_a_tool_is_stuck(tmp_path: Path) -> None:
+    (tmp_path / "stuck_tools.py").write_text(STUCK_TOOLS)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "codex_tools", "mcp", "stuck_tools.py"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert server.stdin is not None
+    assert server.stdout is not None
+    try:
+        for message in (
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "test", "version": "1"},
+                },
+            },
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "stuck"}},
+        ):
+            server.stdin.write(json.dumps(message) + "\n")
+            server.stdin.flush()
+        answers = [json.loads(server.stdout.readline()) for _ in range(2)]
+        assert answers[1]["result"]["isError"] is True
+        assert "timed out" in answers[1]["result"]["content"][0]["text"]
+        server.stdin.close()
+        assert server.wait(timeout=60) == 0  # not when the stuck thread ends: never
+    finally:
+        server.kill()
+        server.wait()
+        server.stdout.close()
+        assert server.stderr is not None
+        server.stderr.close()
+
+
+FORKED = """
+import os, threading, codex_tools as c
+
+forever = threading.Event()
+c.register(c.Tool(name="stuck", fn=forever.wait, timeout=0.01))
+c.register(c.Tool(name="instant", fn=lambda: "ok", timeout=5))
+for _ in range(100):  # up to the tool's bound of abandoned threads, then failing fast
+    try:
+        c.invoke("stuck")
+    except c.ToolTimeoutError:
+        pass
+pid = os.fork()
+if pid == 0:  # the parent's workers do not exist here; nor do its abandoned calls
+    try:
+        c.invoke("stuck")
+    except c.ToolTimeoutError as error:
+        fresh = "too many" not in str(error)
+    os._exit(0 if fresh and c.invoke("instant") == "ok" else 1)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status), c.invoke("instant"))
+"""
+
+
+def test_a_forked_child_starts_with_a_pool_of_its_own() -> None:
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", textwrap.dedent(FORKED)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, "0 ok\n"), done.stderr
