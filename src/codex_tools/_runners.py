@@ -44,6 +44,7 @@ __all__ = [
     "MAX_WORKERS",
     "call_async",
     "call_in_thread",
+    "new_loop",
     "retire_idle",
     "run",
     "run_coroutine",
@@ -414,17 +415,20 @@ class _Loop(asyncio.SelectorEventLoop):
         """Do not wait for threads a cancelled tool left running."""
 
 
+def new_loop(owner: object = None) -> asyncio.AbstractEventLoop:
+    """An event loop whose ``asyncio.to_thread`` runs on the pool (abandoned calls counting
+    against ``owner``), that is never waited for at shutdown, and that wakes on a signal:
+    the ``loop_factory`` for ``asyncio.Runner`` (or ``anyio.run``'s ``backend_options``)
+    of a host that must exit though a tool left a thread stuck."""
+    loop = _Loop()
+    loop.set_default_executor(_Executor(owner))
+    return loop
+
+
 def run(coroutine: Coroutine[Any, Any, T], owner: object = None) -> T:
-    """``asyncio.run``, except that threads started with ``asyncio.to_thread`` and
-    abandoned (a tool cancelled at its deadline) do not hold the return: they run on the
-    pool, counting against ``owner``."""
-
-    def new_loop() -> asyncio.AbstractEventLoop:
-        loop = _Loop()
-        loop.set_default_executor(_Executor(owner))
-        return loop
-
-    with asyncio.Runner(loop_factory=new_loop) as runner:
+    """``asyncio.run`` on :func:`new_loop`: threads started with ``asyncio.to_thread``
+    and abandoned (a tool cancelled at its deadline) do not hold the return."""
+    with asyncio.Runner(loop_factory=functools.partial(new_loop, owner)) as runner:
         return runner.run(coroutine)
 
 
