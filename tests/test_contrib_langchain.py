@@ -172,10 +172,7 @@ class TestOurToolsOffered:
         assert registry.metrics() == {}  # as for the registry: a refused call is not counted
 
     def test_mcp_annotations_travel_in_metadata(self, registry: ToolRegistry) -> None:
-        try:
-            read = tool(name="read", read_only=True, destructive=False)(lambda key: key)
-        except TypeError:  # pragma: no cover
-            pytest.skip("this core has no tool annotations yet")
+        read = tool(name="read", read_only=True, destructive=False)(lambda key: key)
         registry.register(read)
         [offered] = structured_tools(registry)
         # where langchain-mcp-adapters puts an MCP tool's annotations

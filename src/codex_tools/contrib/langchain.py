@@ -94,12 +94,11 @@ class _RegistryTool(StructuredTool):
 
     @classmethod
     def offering(cls, registry: ToolRegistry, tool: Tool) -> _RegistryTool:
-        annotations = getattr(tool, "annotations", None)  # the core adds them soon
         offered = cls(
             name=tool.name,
             description=tool.description,
             args_schema=tool.parameters,
-            metadata=dict(annotations) if annotations else None,
+            metadata=dict(tool.annotations) if tool.annotations else None,
             handle_tool_error=True,
         )
         offered._registry = registry
