@@ -21,6 +21,7 @@ import pydantic
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.shared.exceptions import MCPError
 from prometheus_client.parser import text_string_to_metric_families
 
 import codex_tools
@@ -95,15 +96,16 @@ class TestServingAModuleOverStdio:
             async with mcp_server(tmp_path / "stderr", str(TOOLS_MODULE)) as client:
                 raised = await client.call_tool("divide", {"a": 1, "b": 0})
                 bad_arguments = await client.call_tool("add", {"a": "one"})
-                unknown = await client.call_tool("no_such_tool", {})
+                with pytest.raises(MCPError) as unknown:  # spec 2025-11-25: a protocol error
+                    await client.call_tool("no_such_tool", {})
                 still_fine = await client.call_tool("divide", {"a": 1, "b": 4})
         assert raised.is_error
         assert "ZeroDivisionError" in text_of(raised)
         assert "division by zero" in text_of(raised)
         assert bad_arguments.is_error
         assert "invalid arguments for tool 'add'" in text_of(bad_arguments)
-        assert unknown.is_error
-        assert "no_such_tool" in text_of(unknown)
+        assert unknown.value.code == -32602
+        assert "no_such_tool" in unknown.value.message
         assert not still_fine.is_error
         assert text_of(still_fine) == "0.25"
 
@@ -134,7 +136,9 @@ class TestMetricsPort:
     async def test_prometheus_scrapes_the_counts_of_the_calls_served(self, tmp_path: Path) -> None:
         errlog = tmp_path / "stderr"
         with anyio.fail_after(TIMEOUT):
-            async with mcp_server(errlog, str(TOOLS_MODULE), "--metrics-port", "0") as client:
+            async with mcp_server(
+                errlog, str(TOOLS_MODULE), "--metrics-port", "0", "--verbose"
+            ) as client:
                 for a in (1, 2):
                     await client.call_tool("add", {"a": a, "b": 1})
                 await client.call_tool("divide", {"a": 1, "b": 0})
@@ -227,7 +231,8 @@ class TestBuildServer:
             async with Client(build_server(registry)) as client:
                 await client.call_tool("echo", {"text": "hi"})
                 await client.call_tool("broken", {})
-                await client.call_tool("missing", {})
+                with pytest.raises(MCPError):
+                    await client.call_tool("missing", {})
         snapshot = registry.metrics()
         assert (snapshot["echo"]["success"], snapshot["echo"]["failure"]) == (1, 0)
         assert (snapshot["broken"]["success"], snapshot["broken"]["failure"]) == (0, 1)

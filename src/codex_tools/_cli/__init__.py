@@ -18,7 +18,7 @@ from typing import NoReturn
 __all__ = ["SUBCOMMANDS", "CLIError", "entry_point", "main"]
 
 #: Module names under ``codex_tools._cli``, one per subcommand, in help order.
-SUBCOMMANDS = ("demo", "run", "mcp", "metrics")
+SUBCOMMANDS = ("demo", "run", "mcp", "proxy", "metrics")
 
 
 class CLIError(Exception):
@@ -38,9 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Observable tools for LLM agents.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in SUBCOMMANDS:
+    args = sys.argv[1:] if argv is None else list(argv)
+    # Only the command asked for is imported: `mcp` and `proxy` answer their client
+    # sooner without rich and the auto-run loop.
+    chosen = args[:1] if args[:1] and args[0] in SUBCOMMANDS else SUBCOMMANDS
+    for command in chosen:
         import_module(f"codex_tools._cli.{command}").add_parser(subparsers)
-    namespace = parser.parse_args(argv)
+    namespace = parser.parse_args(args)
     try:
         code: int = namespace.handler(namespace)
     except CLIError as error:

@@ -1,22 +1,34 @@
 """``codex-tools mcp MODULE[:ATTR]``: serve a module's tools to MCP clients over stdio.
 
-stdout carries the protocol and nothing else: the module is imported with ``print``
-sent to stderr, and every message of ours goes to stderr too.
+stdout carries the protocol and nothing else, from the first line of the command to
+its exit: the protocol gets private copies of stdin and stdout, and fd 1 and
+``sys.stdout`` point at stderr for everything else (the module's prints at import, its
+tools, their child processes, threads printing at exit).
+
+Start-up is ordered for clients that wait on ``initialize`` (Claude Code gives up after
+about 3 s, Codex CLI starts its first turn without the tools): the server answers
+``initialize`` as soon as the ``mcp`` SDK is imported, and imports MODULE in a worker
+thread meanwhile; ``tools/list`` and ``tools/call`` wait for it. SIGINT and SIGTERM
+end the command at once, as does the client closing stdin; calls still running are
+abandoned (a thread cannot be stopped, and it does not keep the process alive).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import os
+import signal
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, NoReturn
 
-from codex_tools import ToolRegistry
+from codex_tools import ToolRegistry, __version__
 from codex_tools._cli import CLIError
 from codex_tools._cli._loading import load_registry
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "port", "serve_until_stopped"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -33,38 +45,121 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--metrics-port",
-        type=_port,
+        type=port,
         metavar="N",
         help="also serve Prometheus metrics on 127.0.0.1:N (0 picks a free port)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="say on stderr what is served, and where"
     )
     parser.set_defaults(handler=run)
 
 
-def _port(text: str) -> int:
+def port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0 to 65535)")
     return int(text)
 
 
 def run(namespace: argparse.Namespace) -> int:
+    from codex_tools._stdio import claim_stdio
+
+    claim_stdio()  # before anything else can print
     try:
-        from codex_tools.contrib.mcp import serve_stdio
+        import anyio
+
+        from codex_tools.contrib.mcp._server import registry_server
+        from codex_tools.contrib.mcp._stdio import serve_over_stdio
     except ImportError as error:
         raise CLIError(str(error)) from None
-    with contextlib.redirect_stdout(sys.stderr):
-        registry = load_registry(namespace.module)
-    with _metrics_endpoint(registry, namespace.metrics_port):
-        names = ", ".join(sorted(each.name for each in registry.tools()))
-        print(f"codex-tools: serving {names} over MCP on stdio", file=sys.stderr, flush=True)
-        serve_stdio(registry, namespace.name)
-    return 0
+
+    async def serve() -> None:
+        loaded = asyncio.Event()
+        found: list[ToolRegistry] = []
+
+        async def registry() -> ToolRegistry:
+            await loaded.wait()
+            return found[0]
+
+        server = registry_server(registry, namespace.name, version=__version__, instructions=None)
+        served = asyncio.Event()
+
+        async def serve_until_stdin_closes() -> None:
+            await serve_over_stdio(server, server.create_initialization_options())
+            served.set()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(serve_until_stdin_closes)
+            # Waited for even when stdin closes first: a module that cannot be imported
+            # is reported, and the exit status says so.
+            found.append(await anyio.to_thread.run_sync(load_registry, namespace.module))
+            with metrics_endpoint(found[0], namespace.metrics_port, verbose=namespace.verbose):
+                if namespace.verbose:
+                    names = ", ".join(sorted(each.name for each in found[0].tools()))
+                    print(f"codex-tools: serving {names} over MCP on stdio", file=sys.stderr)
+                loaded.set()
+                await served.wait()
+
+    serve_until_stopped(serve)
+
+
+def serve_until_stopped(serve: Callable[[], Awaitable[None]]) -> NoReturn:
+    """Run ``serve`` until it returns or SIGINT/SIGTERM comes, then end the process.
+
+    The process ends there and then (``os._exit``): a tool thread still running, or
+    one the tools module started, must not keep a server alive that its client has
+    left. A :class:`CLIError` is one line on stderr and exit status 2; a signal exits
+    with 128 plus its number.
+    """
+    import anyio
+
+    stopped_by: list[int] = []
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tasks:
+
+            async def stop_on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for signum in signals:
+                        stopped_by.append(signum)
+                        tasks.cancel_scope.cancel()
+
+            tasks.start_soon(stop_on_signal)
+            await serve()
+            tasks.cancel_scope.cancel()
+
+    code = 0
+    try:
+        anyio.run(main)
+    except* CLIError as group:
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup):  # task groups nest them
+            error = error.exceptions[0]
+        print(f"codex-tools: error: {error}", file=sys.stderr)
+        code = 2
+    except* KeyboardInterrupt:  # before the signal handler was in place
+        code = 130
+    if stopped_by:
+        code = 128 + stopped_by[0]
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @contextlib.contextmanager
-def _metrics_endpoint(registry: ToolRegistry, port: int | None) -> Iterator[None]:
+def metrics_endpoint(registry: ToolRegistry, port: int | None, *, verbose: bool) -> Iterator[None]:
     """Serve ``/metrics`` on 127.0.0.1 while the block runs, if a port is given."""
-    if port is None:
+    with _metrics_endpoint(registry, port) as bound:
+        if verbose and bound is not None:
+            print(f"codex-tools: metrics at http://127.0.0.1:{bound}/metrics", file=sys.stderr)
         yield
+
+
+@contextlib.contextmanager
+def _metrics_endpoint(registry: ToolRegistry, port: int | None) -> Iterator[int | None]:
+    """Serve ``/metrics`` on 127.0.0.1 while the block runs, if a port is given; yields
+    the port it listens on."""
+    if port is None:
+        yield None
         return
     try:
         # Its ImportError names the extra to install when prometheus_client is missing.
@@ -79,13 +174,8 @@ def _metrics_endpoint(registry: ToolRegistry, port: int | None) -> Iterator[None
         server, thread = start_http_server(port, addr="127.0.0.1", registry=collectors)
     except OSError as error:
         raise CLIError(f"cannot serve metrics on 127.0.0.1:{port}: {error.strerror}") from None
-    print(
-        f"codex-tools: metrics at http://127.0.0.1:{server.server_port}/metrics",
-        file=sys.stderr,
-        flush=True,
-    )
     try:
-        yield
+        yield server.server_port
     finally:
         server.shutdown()
         thread.join(timeout=5)

@@ -1,0 +1,166 @@
+"""MCP over this process's stdin and stdout, with nothing else on stdout, ever.
+
+Unlike ``mcp.server.stdio``, the streams are taken for the rest of the process
+(:func:`codex_tools._stdio.claim_stdio`), so text printed at exit cannot reach the
+client either; and a message whose text UTF-8 cannot carry (a lone surrogate) goes out
+with U+FFFD in its place instead of ending the server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import mcp_types as types
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.server.lowlevel import Server
+from mcp.server.models import InitializationOptions
+from mcp.shared.message import SessionMessage
+
+from codex_tools import ToolRegistry, __version__
+from codex_tools._stdio import Wire, claim_stdio
+from codex_tools.contrib.mcp._server import build_server
+from codex_tools.contrib.mcp._text import clean_text
+
+__all__ = ["aserve_stdio", "serve_over_stdio", "serve_stdio"]
+
+logger = logging.getLogger("codex_tools.contrib.mcp")
+
+_CHUNK = 1 << 16
+
+
+async def aserve_stdio(
+    registry: ToolRegistry | None = None,
+    name: str = "codex-tools",
+    *,
+    version: str = __version__,
+    instructions: str | None = None,
+) -> None:
+    """Serve ``registry`` over stdin and stdout until the client closes stdin.
+
+    From the first call on, ``sys.stdout`` and the process's fd 1 point at stderr (and
+    fd 0 at the null device), so a stray ``print`` in a tool, a child process it starts
+    or a thread printing at exit cannot corrupt the protocol.
+    """
+    server = build_server(registry, name, version=version, instructions=instructions)
+    await serve_over_stdio(server, server.create_initialization_options())
+
+
+def serve_stdio(
+    registry: ToolRegistry | None = None,
+    name: str = "codex-tools",
+    *,
+    version: str = __version__,
+    instructions: str | None = None,
+) -> None:
+    """Blocking :func:`aserve_stdio`, for a script's last line."""
+    anyio.run(lambda: aserve_stdio(registry, name, version=version, instructions=instructions))
+
+
+async def serve_over_stdio(server: Server[Any], options: InitializationOptions) -> None:
+    """Run ``server`` on the claimed stdin and stdout until stdin closes."""
+    wire = claim_stdio()
+    read_send, read_receive = anyio.create_memory_object_stream[SessionMessage | Exception](
+        math.inf
+    )
+    write_send, write_receive = anyio.create_memory_object_stream[SessionMessage](math.inf)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(_read_messages, wire, read_send)
+        tasks.start_soon(server.run, read_receive, write_send, options)
+        # The server closes its write stream when it is done: all written, all sent.
+        await _write_messages(wire, write_receive)
+        tasks.cancel_scope.cancel()
+
+
+async def _read_messages(
+    wire: Wire, messages: MemoryObjectSendStream[SessionMessage | Exception]
+) -> None:
+    async with messages:
+        async for line in read_lines(wire.read_fd):
+            try:
+                message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+            except ValueError as error:  # the dispatcher reports and drops it
+                await messages.send(error)
+            else:
+                await messages.send(SessionMessage(message))
+
+
+async def _write_messages(wire: Wire, messages: MemoryObjectReceiveStream[SessionMessage]) -> None:
+    _nonblocking(wire.write_fd)
+    async with messages:
+        async for message in messages:
+            data = encode(message)
+            if data:
+                await write_all(wire.write_fd, data)
+
+
+async def read_lines(fd: int) -> AsyncIterator[str]:
+    """The lines (without the newline, decoded with U+FFFD for bad bytes) read from ``fd``."""
+    readable = _nonblocking(fd)
+    pending = b""
+    while True:
+        if readable:
+            try:
+                chunk = os.read(fd, _CHUNK)
+            except BlockingIOError:
+                await anyio.wait_readable(fd)
+                continue
+        else:  # a terminal: its flags are shared with the shell, so read in a thread
+            chunk = await anyio.to_thread.run_sync(os.read, fd, _CHUNK, abandon_on_cancel=True)
+        if not chunk:
+            break
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield line.decode("utf-8", "replace")
+    if pending.strip():
+        yield pending.decode("utf-8", "replace")
+
+
+async def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``, waiting in the event loop while a non-blocking pipe is full."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            await anyio.wait_writable(fd)
+            continue
+        except OSError:  # the reader is gone: nothing more can be said
+            return
+        view = view[written:]
+
+
+def _nonblocking(fd: int) -> bool:
+    """Make a pipe non-blocking for the event loop; a terminal stays as it is."""
+    if os.isatty(fd):
+        return False
+    os.set_blocking(fd, False)
+    return True
+
+
+def encode(message: SessionMessage) -> bytes:
+    """One line of JSON for ``message``; one that cannot be encoded still answers its request."""
+    body = message.message
+    try:
+        return body.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+    except ValueError:  # pydantic's serialisation error: text UTF-8 cannot carry
+        pass
+    try:
+        data = body.model_dump(by_alias=True, exclude_unset=True, mode="json")
+        return clean_text(json.dumps(data, ensure_ascii=False)).encode() + b"\n"
+    except (ValueError, TypeError):
+        logger.exception("codex-tools: an MCP message could not be encoded")
+    if isinstance(body, types.JSONRPCResponse | types.JSONRPCError):
+        error = types.JSONRPCError(
+            jsonrpc="2.0",
+            id=body.id,
+            error=types.ErrorData(code=types.INTERNAL_ERROR, message="response not encodable"),
+        )
+        return error.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+    return b""
