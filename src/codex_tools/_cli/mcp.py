@@ -73,7 +73,7 @@ def run(namespace: argparse.Namespace) -> int:
     except ImportError as error:
         raise CLIError(str(error)) from None
 
-    async def serve() -> None:
+    async def serve() -> int:
         loaded = asyncio.Event()
         found: list[ToolRegistry] = []
 
@@ -99,12 +99,14 @@ def run(namespace: argparse.Namespace) -> int:
                     print(f"codex-tools: serving {names} over MCP on stdio", file=sys.stderr)
                 loaded.set()
                 await served.wait()
+        return 0
 
     serve_until_stopped(serve)
 
 
-def serve_until_stopped(serve: Callable[[], Awaitable[None]]) -> NoReturn:
-    """Run ``serve`` until it returns or SIGINT/SIGTERM comes, then end the process.
+def serve_until_stopped(serve: Callable[[], Awaitable[int]]) -> NoReturn:
+    """Run ``serve`` until it returns its exit status or SIGINT/SIGTERM comes, then end
+    the process.
 
     The process ends there and then (``os._exit``): a tool thread still running, or
     one the tools module started, must not keep a server alive that its client has
@@ -114,6 +116,7 @@ def serve_until_stopped(serve: Callable[[], Awaitable[None]]) -> NoReturn:
     import anyio
 
     stopped_by: list[int] = []
+    returned: list[int] = []
 
     async def main() -> None:
         async with anyio.create_task_group() as tasks:
@@ -125,7 +128,7 @@ def serve_until_stopped(serve: Callable[[], Awaitable[None]]) -> NoReturn:
                         tasks.cancel_scope.cancel()
 
             tasks.start_soon(stop_on_signal)
-            await serve()
+            returned.append(await serve())
             tasks.cancel_scope.cancel()
 
     code = 0
@@ -141,6 +144,8 @@ def serve_until_stopped(serve: Callable[[], Awaitable[None]]) -> NoReturn:
         code = 130
     if stopped_by:
         code = 128 + stopped_by[0]
+    elif returned:
+        code = returned[0]
     sys.stderr.flush()
     os._exit(code)
 

@@ -71,11 +71,13 @@ def registry_server(
     *,
     version: str,
     instructions: str | None,
+    originator: str = "mcp",
 ) -> Server[Any]:
     """:func:`build_server` for a registry that may arrive after the server starts.
 
     ``registry()`` is awaited before every ``tools/*`` request, so ``codex-tools mcp``
-    answers ``initialize`` while the tools module is still being imported.
+    answers ``initialize`` while the tools module is still being imported. Calls are
+    counted with ``originator`` (``"mcp-proxy"`` for the proxy).
     """
     left_out: set[str] = set()  # tools already reported as unlistable
     known: list[ToolRegistry] = []  # the registry once it is there, for sync callers
@@ -109,7 +111,7 @@ def registry_server(
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         context = {
-            "originator": "mcp",
+            "originator": originator,
             "call_id": None if ctx.request_id is None else str(ctx.request_id),
             "progress": _Progress(ctx.session),
         }
