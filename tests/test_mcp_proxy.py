@@ -1,0 +1,309 @@
+"""`codex-tools proxy` in front of real MCP servers, driven by the real `mcp` client.
+
+The third-party upstream is `mcp-server-git` (PyPI) on a temporary repository, compared
+with a direct session to the same server; our own `codex-tools mcp` with slow and
+crashing tools is the upstream where progress, cancellation and crashes are needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.shared.exceptions import MCPError
+from prometheus_client.parser import text_string_to_metric_families
+
+TOOLS = Path(__file__).parent / "mcp_server" / "hostile_tools.py"
+TIMEOUT = 30
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Ada",
+    "GIT_AUTHOR_EMAIL": "ada@example.com",
+    "GIT_COMMITTER_NAME": "Ada",
+    "GIT_COMMITTER_EMAIL": "ada@example.com",
+    "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
+    "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
+}
+PROXY = [sys.executable, "-m", "codex_tools", "proxy"]
+GIT_SERVER = [sys.executable, "-m", "mcp_server_git"]
+OUR_SERVER = [sys.executable, "-m", "codex_tools", "mcp", str(TOOLS)]
+
+
+class Connected:
+    """A client in a thread of its own, so one server process serves many tests."""
+
+    def __init__(self, portal: BlockingPortal, client: Client, errlog: Path) -> None:
+        self.portal = portal
+        self.client = client
+        self.errlog = errlog
+
+    def __call__(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        async def call() -> Any:
+            with anyio.fail_after(TIMEOUT):
+                return await getattr(self.client, method)(*args, **kwargs)
+
+        return self.portal.call(call)
+
+
+def connect(stack: ExitStack, command: list[str], errlog: Path) -> Connected:
+    params = StdioServerParameters(
+        command=command[0], args=command[1:], env={**os.environ, **GIT_ENV}
+    )
+    stderr = stack.enter_context(errlog.open("w"))
+    portal = stack.enter_context(start_blocking_portal())
+    client = Client(
+        stdio_client(params, errlog=stderr), mode="legacy", read_timeout_seconds=TIMEOUT
+    )
+    stack.enter_context(portal.wrap_async_context_manager(client))
+    return Connected(portal, client, errlog)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("repo")
+    env = {**os.environ, **GIT_ENV}
+    for args in (["init", "-q", "-b", "main"], ["add", "notes.txt"], ["commit", "-qm", "first"]):
+        if args[0] == "add":
+            (path / "notes.txt").write_text("hello\n")
+        subprocess.run(["git", *args], cwd=path, env=env, check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def git(
+    repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Connected, Connected]]:
+    """(direct, proxied) sessions to mcp-server-git on the same repository."""
+    logs = tmp_path_factory.mktemp("git")
+    upstream = [*GIT_SERVER, "--repository", str(repo)]
+    with ExitStack() as stack:
+        direct = connect(stack, upstream, logs / "direct")
+        proxied = connect(
+            stack, [*PROXY, "--metrics-port", "0", "--verbose", "--", *upstream], logs / "proxy"
+        )
+        yield direct, proxied
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Connected]:
+    """A session through the proxy to our own server of slow and hostile tools."""
+    with ExitStack() as stack:
+        yield connect(stack, [*PROXY, "--", *OUR_SERVER], tmp_path_factory.mktemp("ours") / "log")
+
+
+def dumped(model: Any) -> Any:
+    return model.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+class TestTransparency:
+    def test_the_tool_list_is_the_upstreams_field_by_field(
+        self, git: tuple[Connected, Connected]
+    ) -> None:
+        direct, proxied = git
+        expected = [dumped(each) for each in direct("list_tools").tools]
+        listed = [dumped(each) for each in proxied("list_tools").tools]
+        assert len(listed) == len(expected) >= 10
+        for mine, theirs in zip(listed, expected, strict=True):
+            assert mine == theirs
+
+    def test_annotations_are_listed(self, git: tuple[Connected, Connected]) -> None:
+        _, proxied = git
+        listed = {each.name: each for each in proxied("list_tools").tools}
+        assert listed["git_status"].annotations.read_only_hint is True
+        assert listed["git_reset"].annotations.destructive_hint is True
+
+    @pytest.mark.parametrize(
+        ("tool", "arguments"),
+        [
+            ("git_status", {}),
+            ("git_log", {"max_count": 5}),
+            ("git_show", {"revision": "HEAD"}),
+            ("git_show", {"revision": "no-such-revision"}),  # an isError result
+            ("git_status", {"repo_path": 42}),  # the upstream's own validation
+        ],
+    )
+    def test_results_are_the_upstreams_field_by_field(
+        self, git: tuple[Connected, Connected], repo: Path, tool: str, arguments: dict[str, Any]
+    ) -> None:
+        direct, proxied = git
+        arguments = {"repo_path": str(repo), **arguments}
+        theirs = dumped(direct("call_tool", tool, arguments))
+        mine = dumped(proxied("call_tool", tool, arguments))
+        assert mine == theirs
+
+    def test_an_unknown_tool_is_a_protocol_error(self, git: tuple[Connected, Connected]) -> None:
+        _, proxied = git
+        with pytest.raises(MCPError) as raised:
+            proxied("call_tool", "no_such_tool", {})
+        assert raised.value.code == -32602
+
+
+class TestMetering:
+    def test_every_call_is_counted_and_an_error_result_is_a_failure(
+        self, git: tuple[Connected, Connected], repo: Path
+    ) -> None:
+        _, proxied = git
+        for _ in range(2):
+            assert not proxied(
+                "call_tool", "git_branch", {"repo_path": str(repo), "branch_type": "local"}
+            ).is_error
+        failed = proxied(
+            "call_tool", "git_checkout", {"repo_path": str(repo), "branch_name": "nope"}
+        )
+        assert failed.is_error
+        [port] = re.findall(r"http://127\.0\.0\.1:(\d+)/metrics", proxied.errlog.read_text())
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/metrics", timeout=TIMEOUT
+        ) as response:
+            exposition = response.read().decode()
+        calls = {
+            (sample.labels["tool"], sample.labels["outcome"]): sample.value
+            for family in text_string_to_metric_families(exposition)
+            for sample in family.samples
+            if sample.name == "codex_tools_tool_calls_total"
+        }
+        assert calls[("git_branch", "success")] == 2
+        assert calls[("git_branch", "failure")] == 0
+        assert calls[("git_checkout", "failure")] == 1
+
+
+class TestProgressAndCancellation:
+    def test_progress_comes_back_from_the_upstream(self, ours: Connected) -> None:
+        seen: list[tuple[float, float | None]] = []
+
+        async def note(progress: float, total: float | None, message: str | None) -> None:
+            seen.append((progress, total))
+
+        result = ours("call_tool", "slow", {"steps": 3}, progress_callback=note)
+        assert result.content[0].text == "done"
+        assert seen == [(1, 3), (2, 3), (3, 3)]
+
+    def test_a_cancelled_call_is_cancelled_upstream(self, ours: Connected) -> None:
+        async def cancel_after_first_progress() -> None:
+            started = anyio.Event()
+
+            async def note(progress: float, total: float | None, message: str | None) -> None:
+                started.set()
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(
+                    lambda: ours.client.call_tool("slow", {"steps": 100}, progress_callback=note)
+                )
+                with anyio.fail_after(TIMEOUT):
+                    await started.wait()
+                tasks.cancel_scope.cancel()
+
+        ours.portal.call(cancel_after_first_progress)
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:  # the cancellation travels two hops
+            counted = ours("call_tool", "counts", {}).structured_content
+            if counted.get("slow", [0, 0])[1] >= 1:
+                break
+            time.sleep(0.05)
+        assert counted["slow"][1] == 1  # the upstream's own count: a cancelled call
+
+
+class TestUpstreamFailures:
+    async def test_an_upstream_crashing_mid_call_gives_an_error_result_and_the_proxy_exits(
+        self, tmp_path: Path
+    ) -> None:
+        errlog = tmp_path / "stderr"
+        params = StdioServerParameters(command=PROXY[0], args=[*PROXY[1:], "--", *OUR_SERVER])
+        with anyio.fail_after(TIMEOUT), errlog.open("w") as stderr:
+            async with Client(stdio_client(params, errlog=stderr), mode="legacy") as client:
+                result = await client.call_tool("crash", {})
+                assert result.is_error
+                assert "Connection closed" in result.content[0].text
+        assert "the upstream MCP server exited (exit status 3); stopping" in errlog.read_text()
+
+    async def test_an_upstream_that_cannot_start_is_a_clear_error(self, tmp_path: Path) -> None:
+        errlog = tmp_path / "stderr"
+        params = StdioServerParameters(
+            command=PROXY[0], args=[*PROXY[1:], "--", str(tmp_path / "no-such-server")]
+        )
+        with (
+            anyio.fail_after(TIMEOUT),
+            errlog.open("w") as stderr,
+            pytest.raises(BaseException) as raised,  # noqa: PT011  (the client groups it)
+        ):
+            async with Client(stdio_client(params, errlog=stderr), mode="legacy"):
+                pass
+        error = raised.value
+        while isinstance(error, BaseExceptionGroup):
+            [error] = error.exceptions
+        assert isinstance(error, MCPError)
+        assert "cannot start the upstream MCP server" in error.message
+        assert "cannot start the upstream MCP server" in errlog.read_text()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("command", ["mcp", "proxy"])
+def test_a_signal_ends_the_server_and_its_upstream_at_once(
+    command: str, signum: signal.Signals
+) -> None:
+    argv = OUR_SERVER if command == "mcp" else [*PROXY, "--", *OUR_SERVER]
+    with subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as server:
+        assert server.stdin is not None
+        assert server.stdout is not None
+        try:
+            hello = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "test", "version": "0"},
+                },
+            }
+            server.stdin.write(json.dumps(hello).encode() + b"\n")
+            server.stdin.flush()
+            assert json.loads(server.stdout.readline())["id"] == 1  # serving (upstream up too)
+            upstream = children(server.pid) if command == "proxy" else []
+            assert len(upstream) == (1 if command == "proxy" else 0)
+            server.send_signal(signum)
+            assert server.wait(timeout=5) == 128 + signum
+            deadline = time.monotonic() + 5
+            while any(alive(pid) for pid in upstream) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not any(alive(pid) for pid in upstream)
+        finally:
+            server.kill()
