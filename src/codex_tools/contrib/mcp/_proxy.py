@@ -187,7 +187,9 @@ def _server(
         instructions=started.instructions,
         originator="mcp-proxy",
     )
-    server.middleware.append(downstream)
+    # Only ours: the SDK's OpenTelemetry span per message costs the proxy more than the
+    # call it forwards, and our registry reports each call already.
+    server.middleware = [downstream]
     capabilities = started.capabilities
     forwarded: list[tuple[bool, str, type[Any], type[Any], type[Any]]] = [
         (
