@@ -115,6 +115,9 @@ def serve_until_stopped(serve: Callable[[], Awaitable[int]]) -> NoReturn:
     """
     import anyio
 
+    # A pipe whose reader left is an error to handle (EPIPE), not a reason to die
+    # silently: the client still gets its answers when an upstream goes away.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     stopped_by: list[int] = []
     returned: list[int] = []
 

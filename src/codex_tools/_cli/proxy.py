@@ -1,9 +1,11 @@
-"""``codex-tools proxy [--metrics-port N] -- COMMAND [ARG...]``: meter an MCP server.
+"""``codex-tools proxy [--metrics-port N] [--name NAME] -- COMMAND [ARG...]``: meter an
+MCP server someone else wrote.
 
 Starts COMMAND as an MCP server over stdio and serves it, unchanged, over this
-process's stdio, counting every tool call (``originator="mcp-proxy"``). See
+process's stdio, counting every tool call (``originator="mcp-proxy"``). The upstream
+is started first thing, so it starts while the ``mcp`` SDK is being imported here. See
 ``codex_tools.contrib.mcp._proxy`` for what passes through and what happens when the
-upstream fails.
+upstream fails (the proxy exits; it does not restart it).
 """
 
 from __future__ import annotations
@@ -50,20 +52,32 @@ def run(namespace: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         raise CLIError("no upstream command given (codex-tools proxy -- COMMAND [ARG...])")
+    import subprocess
+
     try:
-        from codex_tools.contrib.mcp._proxy import serve_proxy
+        # Before the SDK import below: the two start-ups overlap.
+        upstream: subprocess.Popen[bytes] | None = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+        )
+        failure = ""
+    except OSError as error:
+        upstream = None
+        failure = f"cannot start the upstream MCP server {command[0]!r}: {error.strerror or error}"
+    try:
+        from codex_tools.contrib.mcp._proxy import serve_failure, serve_proxy
     except ImportError as error:
         raise CLIError(str(error)) from None
     registry = ToolRegistry()
 
+    def ready() -> None:
+        if namespace.verbose:
+            names = ", ".join(sorted(each.name for each in registry.tools()))
+            print(f"codex-tools: proxying {names} over MCP on stdio", file=sys.stderr)
+
     async def serve() -> int:
+        if upstream is None:
+            return await serve_failure(failure)
         with metrics_endpoint(registry, namespace.metrics_port, verbose=namespace.verbose):
-
-            def ready() -> None:
-                if namespace.verbose:
-                    names = ", ".join(sorted(each.name for each in registry.tools()))
-                    print(f"codex-tools: proxying {names} over MCP on stdio", file=sys.stderr)
-
-            return await serve_proxy(command, registry, name=namespace.name, on_ready=ready)
+            return await serve_proxy(upstream, registry, name=namespace.name, on_ready=ready)
 
     serve_until_stopped(serve)

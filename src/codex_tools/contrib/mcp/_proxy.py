@@ -3,16 +3,17 @@
 Built from the two halves the library already has: :func:`import_tools` makes the
 upstream's tools forwarding tools of a registry, and the registry's MCP server serves
 them (``originator="mcp-proxy"``). Resources, prompts and completions, which are not
-tools, are forwarded request by request. What the upstream sends unasked
-(``tools/list_changed``, other list changes, resource updates, log messages) is passed
-on; a changed tool list is imported again first.
+tools, are forwarded request by request. What the upstream sends unasked (list
+changes, resource updates, log messages) is passed on; a changed tool list is imported
+again first. Progress and cancellation of a call travel with the call itself.
 
-The upstream's life is the proxy's: when it cannot start (within
-:data:`STARTUP_TIMEOUT`), every request gets a JSON-RPC error saying so; when it exits
-or crashes, the calls in flight get error results, stderr says how it ended, and the
-proxy exits with status 1. It does not restart the upstream: state the upstream held
-(open resources, subscriptions) would be lost without the client knowing, and MCP
-clients restart a server that exited on their own terms.
+The upstream's life is the proxy's: when it cannot start, or does not answer
+``initialize`` within :data:`STARTUP_TIMEOUT`, every request gets a JSON-RPC error
+saying so; when it exits or crashes, the calls in flight get error results, stderr
+says how it ended, and the proxy exits with status 1. It does not restart the
+upstream: state the upstream held (open resources, subscriptions, anything a tool
+remembers) would be lost without the client knowing, and MCP clients restart a server
+that exited on their own terms.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ import logging
 import math
 import os
 import signal
+import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import anyio.abc
 import mcp_types as types
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.client.session import ClientSession, IncomingMessage
@@ -40,96 +41,107 @@ from mcp.shared.message import SessionMessage
 from codex_tools import ToolRegistry, __version__
 from codex_tools.contrib.mcp._forward import import_tools
 from codex_tools.contrib.mcp._server import registry_server
-from codex_tools.contrib.mcp._stdio import encode, serve_over_stdio
+from codex_tools.contrib.mcp._stdio import (
+    encode,
+    nonblocking,
+    parse_messages,
+    serve_over_stdio,
+    write_all,
+)
 
-__all__ = ["STARTUP_TIMEOUT", "serve_proxy"]
+__all__ = ["STARTUP_TIMEOUT", "serve_failure", "serve_proxy"]
 
 logger = logging.getLogger("codex_tools.contrib.mcp")
 
-#: Seconds the upstream has to answer ``initialize`` and ``tools/list``.
+#: Seconds the upstream has to answer ``initialize`` and list its tools.
 STARTUP_TIMEOUT = 60.0
 #: Seconds the calls in flight have to be answered once the upstream is gone.
 _DRAIN_TIMEOUT = 2.0
-#: Seconds the upstream has to exit after its stdin closes, or after SIGTERM.
+#: Seconds the upstream has to exit after its stdin closes, and again after SIGTERM.
 _STOP_TIMEOUT = 2.0
 
 
 async def serve_proxy(
-    command: list[str],
+    upstream: subprocess.Popen[bytes],
     registry: ToolRegistry,
     *,
     name: str | None = None,
     on_ready: Callable[[], None] = lambda: None,
 ) -> int:
-    """Serve ``command``'s MCP server over stdio, its tools metered in ``registry``.
+    """Serve the ``upstream`` MCP server over our stdio, its tools metered in ``registry``.
 
-    Returns the exit status: 0 when the client closed stdin, 1 when the upstream could
-    not start or ended first.
+    Returns the exit status: 0 when the client closed stdin, 1 when the upstream did not
+    start or ended first. The upstream is stopped on the way out, whatever the way.
     """
     try:
-        process = await anyio.open_process(
-            command, stdin=-1, stdout=-1, stderr=None, start_new_session=True
-        )
-    except OSError as error:
-        reason = f"cannot start the upstream MCP server {command[0]!r}: {error.strerror or error}"
-        return await _serve_failure(reason)
-    try:
-        return await _proxy(process, registry, name, on_ready)
+        return await _proxy(upstream, registry, name, on_ready)
     finally:
         with anyio.CancelScope(shield=True):
-            await _stop(process)
+            await _stop(upstream)
+
+
+async def serve_failure(reason: str) -> int:
+    """Say on stderr why, answer every request with that error until stdin closes, exit 1."""
+    print(f"codex-tools: error: {reason}", file=sys.stderr, flush=True)
+
+    async def refuse(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.request_id is None:
+            return None
+        raise MCPError(code=types.INTERNAL_ERROR, message=f"codex-tools proxy: {reason}")
+
+    server: Server[Any] = Server("codex-tools-proxy", version=__version__)
+    server.middleware = [refuse]
+    await serve_over_stdio(server, server.create_initialization_options())
+    return 1
 
 
 async def _proxy(
-    process: anyio.abc.Process,
+    upstream: subprocess.Popen[bytes],
     registry: ToolRegistry,
     name: str | None,
     on_ready: Callable[[], None],
 ) -> int:
-    upstream_read, session_read = anyio.create_memory_object_stream[SessionMessage | Exception](
+    assert upstream.stdin is not None  # started with pipes
+    assert upstream.stdout is not None
+    from_upstream, session_read = anyio.create_memory_object_stream[SessionMessage | Exception](
         math.inf
     )
-    session_write, upstream_write = anyio.create_memory_object_stream[SessionMessage](math.inf)
-    downstream = _Downstream()
+    session_write, to_upstream = anyio.create_memory_object_stream[SessionMessage](math.inf)
     gone = anyio.Event()
+    downstream = _Downstream()
+    relay = _Relay(registry, downstream)
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(_pump_from_upstream, process, upstream_read, gone)
-        tasks.start_soon(_pump_to_upstream, process, upstream_write)
-        relay = _Relay(registry, downstream)
+        tasks.start_soon(_read_upstream, upstream.stdout.fileno(), from_upstream, gone)
+        tasks.start_soon(_write_upstream, upstream.stdin.fileno(), to_upstream)
         async with ClientSession(session_read, session_write, message_handler=relay) as session:
             relay.session = session
             try:
-                with anyio.fail_after(STARTUP_TIMEOUT):
-                    started = await _start(session, registry, gone)
+                started = await _start(session, registry, gone)
             except (MCPError, TimeoutError, _UpstreamGone) as error:
                 tasks.cancel_scope.cancel()
-                return await _serve_failure(await _why_not_started(process, error))
+                return await serve_failure(await _why_not_started(upstream, error))
             server = _server(session, started, registry, name, downstream)
             on_ready()
             options = server.create_initialization_options(_notifications(started.capabilities))
-            serving = anyio.Event()
+            served = anyio.Event()
 
             async def serve() -> None:
                 await serve_over_stdio(server, options)
-                serving.set()
+                served.set()
 
             tasks.start_soon(serve)
-            async with anyio.create_task_group() as watch:
-                watch.start_soon(_set_when, serving, watch.cancel_scope)
-                watch.start_soon(_set_when, gone, watch.cancel_scope)
-            if serving.is_set():
-                tasks.cancel_scope.cancel()
-                return 0
-            # The upstream went first: answer what is in flight, then say so and stop.
-            with anyio.move_on_after(_DRAIN_TIMEOUT):
-                await downstream.drained()
-            code = await _exit_code(process)
-            print(
-                f"codex-tools: the upstream MCP server exited ({code}); stopping", file=sys.stderr
-            )
+            await _first(served, gone)
+            if not served.is_set():
+                # The upstream went first: answer what is in flight, then say so and stop.
+                with anyio.move_on_after(_DRAIN_TIMEOUT):
+                    await downstream.drained()
+                how = await _how_it_ended(upstream)
+                print(
+                    f"codex-tools: the upstream MCP server exited ({how}); stopping",
+                    file=sys.stderr,
+                )
             tasks.cancel_scope.cancel()
-            return 1
-    return 1  # pragma: no cover  (the task group returns above)
+    return 0 if served.is_set() else 1
 
 
 class _UpstreamGone(Exception):
@@ -137,6 +149,8 @@ class _UpstreamGone(Exception):
 
 
 class _Started:
+    """What the upstream said about itself at start-up."""
+
     def __init__(self, result: types.InitializeResult) -> None:
         self.capabilities = result.capabilities
         self.info = result.server_info
@@ -144,30 +158,56 @@ class _Started:
 
 
 async def _start(session: ClientSession, registry: ToolRegistry, gone: anyio.Event) -> _Started:
-    async with anyio.create_task_group() as tasks:
-        outcome: list[_Started] = []
+    """Initialize the upstream and import its tools, or fail: it left, refused, or hung."""
+    outcome: list[_Started] = []
 
-        async def start() -> None:
-            result = await session.initialize()
-            if result.capabilities.tools is not None:
-                await import_tools(session, registry)
-            outcome.append(_Started(result))
+    async def start() -> None:
+        result = await session.initialize()
+        if result.capabilities.tools is not None:
+            await import_tools(session, registry)
+        outcome.append(_Started(result))
+
+    with anyio.fail_after(STARTUP_TIMEOUT):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_cancel_when, gone, tasks.cancel_scope)
+            await start()
             tasks.cancel_scope.cancel()
-
-        async def watch() -> None:
-            await gone.wait()
-            raise _UpstreamGone
-
-        tasks.start_soon(start)
-        tasks.start_soon(watch)
     if not outcome:
         raise _UpstreamGone
     return outcome[0]
 
 
-async def _set_when(event: anyio.Event, scope: anyio.CancelScope) -> None:
+async def _cancel_when(event: anyio.Event, scope: anyio.CancelScope) -> None:
     await event.wait()
     scope.cancel()
+
+
+async def _first(*events: anyio.Event) -> None:
+    """Return as soon as any of ``events`` is set."""
+    async with anyio.create_task_group() as tasks:
+        for event in events:
+            tasks.start_soon(_cancel_when, event, tasks.cancel_scope)
+
+
+#: (offered when the upstream has it, method, params, request and result types).
+_FORWARDED: list[tuple[Callable[[types.ServerCapabilities], object], str, Any, Any, Any]] = [
+    (lambda c: c.resources, "resources/list", types.PaginatedRequestParams,
+     types.ListResourcesRequest, types.ListResourcesResult),
+    (lambda c: c.resources, "resources/templates/list", types.PaginatedRequestParams,
+     types.ListResourceTemplatesRequest, types.ListResourceTemplatesResult),
+    (lambda c: c.resources, "resources/read", types.ReadResourceRequestParams,
+     types.ReadResourceRequest, types.ReadResourceResult),
+    (lambda c: c.resources and c.resources.subscribe, "resources/subscribe",
+     types.SubscribeRequestParams, types.SubscribeRequest, types.EmptyResult),
+    (lambda c: c.resources and c.resources.subscribe, "resources/unsubscribe",
+     types.UnsubscribeRequestParams, types.UnsubscribeRequest, types.EmptyResult),
+    (lambda c: c.prompts, "prompts/list", types.PaginatedRequestParams,
+     types.ListPromptsRequest, types.ListPromptsResult),
+    (lambda c: c.prompts, "prompts/get", types.GetPromptRequestParams,
+     types.GetPromptRequest, types.GetPromptResult),
+    (lambda c: c.completions, "completion/complete", types.CompleteRequestParams,
+     types.CompleteRequest, types.CompleteResult),
+]  # fmt: skip
 
 
 def _server(
@@ -188,69 +228,10 @@ def _server(
         originator="mcp-proxy",
     )
     # Only ours: the SDK's OpenTelemetry span per message costs the proxy more than the
-    # call it forwards, and our registry reports each call already.
+    # call it forwards, and the registry reports each call already.
     server.middleware = [downstream]
-    capabilities = started.capabilities
-    forwarded: list[tuple[bool, str, type[Any], type[Any], type[Any]]] = [
-        (
-            capabilities.resources is not None,
-            "resources/list",
-            types.PaginatedRequestParams,
-            types.ListResourcesRequest,
-            types.ListResourcesResult,
-        ),
-        (
-            capabilities.resources is not None,
-            "resources/templates/list",
-            types.PaginatedRequestParams,
-            types.ListResourceTemplatesRequest,
-            types.ListResourceTemplatesResult,
-        ),
-        (
-            capabilities.resources is not None,
-            "resources/read",
-            types.ReadResourceRequestParams,
-            types.ReadResourceRequest,
-            types.ReadResourceResult,
-        ),
-        (
-            bool(capabilities.resources and capabilities.resources.subscribe),
-            "resources/subscribe",
-            types.SubscribeRequestParams,
-            types.SubscribeRequest,
-            types.EmptyResult,
-        ),
-        (
-            bool(capabilities.resources and capabilities.resources.subscribe),
-            "resources/unsubscribe",
-            types.UnsubscribeRequestParams,
-            types.UnsubscribeRequest,
-            types.EmptyResult,
-        ),
-        (
-            capabilities.prompts is not None,
-            "prompts/list",
-            types.PaginatedRequestParams,
-            types.ListPromptsRequest,
-            types.ListPromptsResult,
-        ),
-        (
-            capabilities.prompts is not None,
-            "prompts/get",
-            types.GetPromptRequestParams,
-            types.GetPromptRequest,
-            types.GetPromptResult,
-        ),
-        (
-            capabilities.completions is not None,
-            "completion/complete",
-            types.CompleteRequestParams,
-            types.CompleteRequest,
-            types.CompleteResult,
-        ),
-    ]
-    for offered, method, params_type, request_type, result_type in forwarded:
-        if offered:
+    for offered, method, params_type, request_type, result_type in _FORWARDED:
+        if offered(started.capabilities):
             server.add_request_handler(
                 method, params_type, _forwarder(session, request_type, result_type)
             )
@@ -258,7 +239,7 @@ def _server(
 
 
 def _forwarder(
-    session: ClientSession, request_type: type[Any], result_type: type[Any]
+    session: ClientSession, request_type: Any, result_type: Any
 ) -> Callable[[ServerRequestContext[Any], Any], Awaitable[Any]]:
     async def forward(ctx: ServerRequestContext[Any], params: Any) -> Any:
         return await session.send_request(request_type(params=params), result_type)
@@ -304,6 +285,16 @@ class _Downstream:
         await anyio.sleep(0.05)  # the answers just made still have to be written
 
 
+#: What the upstream sends unasked that the client hears too.
+_PASSED_ON = (
+    types.ToolListChangedNotification,
+    types.ResourceListChangedNotification,
+    types.PromptListChangedNotification,
+    types.ResourceUpdatedNotification,
+    types.LoggingMessageNotification,
+)
+
+
 class _Relay:
     """The upstream session's message handler: what the upstream says unasked, passed on."""
 
@@ -316,115 +307,64 @@ class _Relay:
         if isinstance(message, Exception):
             logger.warning("codex-tools: the upstream MCP server sent a bad message: %s", message)
             return
-        notification = message
-        if isinstance(notification, types.ToolListChangedNotification) and self.session is not None:
+        if isinstance(message, types.ToolListChangedNotification) and self.session is not None:
             await import_tools(self.session, self.registry)
-        session = self.downstream.session
-        if session is not None and isinstance(notification, _PASSED_ON):
-            await session.send_notification(notification)
+        client = self.downstream.session
+        if client is not None and isinstance(message, _PASSED_ON):
+            await client.send_notification(message)
 
 
-_PASSED_ON = (
-    types.ToolListChangedNotification,
-    types.ResourceListChangedNotification,
-    types.PromptListChangedNotification,
-    types.ResourceUpdatedNotification,
-    types.LoggingMessageNotification,
-)
-
-
-async def _pump_from_upstream(
-    process: anyio.abc.Process,
-    messages: MemoryObjectSendStream[SessionMessage | Exception],
-    gone: anyio.Event,
+async def _read_upstream(
+    fd: int, messages: MemoryObjectSendStream[SessionMessage | Exception], gone: anyio.Event
 ) -> None:
-    assert process.stdout is not None
     try:
-        async with messages:
-            async for line in _lines(process.stdout):
-                try:
-                    message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-                except ValueError as error:
-                    await messages.send(error)
-                else:
-                    await messages.send(SessionMessage(message))
+        await parse_messages(fd, messages)
     finally:
         gone.set()
 
 
-async def _lines(stream: anyio.abc.ByteReceiveStream) -> AsyncIterator[str]:
-    pending = b""
-    while True:
-        try:
-            chunk = await stream.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
-            break
-        *lines, pending = (pending + chunk).split(b"\n")
-        for line in lines:
-            if line.strip():
-                yield line.decode("utf-8", "replace")
-
-
-async def _pump_to_upstream(
-    process: anyio.abc.Process, messages: MemoryObjectReceiveStream[SessionMessage]
-) -> None:
-    assert process.stdin is not None
+async def _write_upstream(fd: int, messages: MemoryObjectReceiveStream[SessionMessage]) -> None:
+    nonblocking(fd)
     async with messages:
         async for message in messages:
-            data = encode(message)
-            try:
-                await process.stdin.send(data)
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
-                return
+            if not await write_all(fd, encode(message)):
+                return  # the upstream is gone; its reader says so
 
 
-async def _stop(process: anyio.abc.Process) -> None:
-    """Close the upstream's stdin, then SIGTERM and SIGKILL its process group, bounded."""
-    if process.stdin is not None:
-        with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await process.stdin.aclose()
+async def _stop(upstream: subprocess.Popen[bytes]) -> None:
+    """Close the upstream's stdin, then SIGTERM and SIGKILL its process group, each
+    after a bounded wait; the spec's order (lifecycle, shutdown)."""
+    for pipe in (upstream.stdin, upstream.stdout):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
     for signum in (None, signal.SIGTERM, signal.SIGKILL):
         if signum is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signum)
-        if await _exited(process):
+                os.killpg(upstream.pid, signum)
+        if await _exited(upstream):
             return
 
 
-async def _exited(process: anyio.abc.Process) -> bool:
+async def _exited(upstream: subprocess.Popen[bytes]) -> bool:
     with anyio.move_on_after(_STOP_TIMEOUT):
-        await process.wait()
-    return process.returncode is not None
+        while upstream.poll() is None:  # noqa: ASYNC110  (a child's exit has no event to wait on)
+            await anyio.sleep(0.01)
+    return upstream.returncode is not None
 
 
-async def _exit_code(process: anyio.abc.Process) -> str:
-    await _exited(process)
-    code = process.returncode
-    if code is None:
+async def _how_it_ended(upstream: subprocess.Popen[bytes]) -> str:
+    if not await _exited(upstream):
         return "it closed its stdout"
+    code = upstream.returncode
     if code < 0:
         return f"killed by {signal.Signals(-code).name}"
     return f"exit status {code}"
 
 
-async def _why_not_started(process: anyio.abc.Process, error: BaseException) -> str:
+async def _why_not_started(upstream: subprocess.Popen[bytes], error: BaseException) -> str:
     if isinstance(error, TimeoutError):
-        return f"the upstream MCP server did not answer initialize within {STARTUP_TIMEOUT:g} s"
+        return f"the upstream MCP server did not start within {STARTUP_TIMEOUT:g} s"
     if isinstance(error, MCPError):
         return f"the upstream MCP server refused to start: {error.message}"
-    return f"the upstream MCP server ended before it was ready ({await _exit_code(process)})"
-
-
-async def _serve_failure(reason: str) -> int:
-    """Say on stderr why, answer every request with that error until stdin closes, exit 1."""
-    print(f"codex-tools: error: {reason}", file=sys.stderr, flush=True)
-
-    async def refuse(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        if ctx.request_id is None:
-            return None
-        raise MCPError(code=types.INTERNAL_ERROR, message=f"codex-tools proxy: {reason}")
-
-    server: Server[Any] = Server("codex-tools-proxy", version=__version__)
-    server.middleware.append(refuse)
-    await serve_over_stdio(server, server.create_initialization_options())
-    return 1
+    return f"the upstream MCP server ended before it was ready ({await _how_it_ended(upstream)})"

@@ -27,7 +27,16 @@ from codex_tools._stdio import Wire, claim_stdio
 from codex_tools.contrib.mcp._server import build_server
 from codex_tools.contrib.mcp._text import clean_text
 
-__all__ = ["aserve_stdio", "serve_over_stdio", "serve_stdio"]
+__all__ = [
+    "aserve_stdio",
+    "encode",
+    "nonblocking",
+    "parse_messages",
+    "read_lines",
+    "serve_over_stdio",
+    "serve_stdio",
+    "write_all",
+]
 
 logger = logging.getLogger("codex_tools.contrib.mcp")
 
@@ -70,18 +79,19 @@ async def serve_over_stdio(server: Server[Any], options: InitializationOptions) 
     )
     write_send, write_receive = anyio.create_memory_object_stream[SessionMessage](math.inf)
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(_read_messages, wire, read_send)
+        tasks.start_soon(parse_messages, wire.read_fd, read_send)
         tasks.start_soon(server.run, read_receive, write_send, options)
         # The server closes its write stream when it is done: all written, all sent.
         await _write_messages(wire, write_receive)
         tasks.cancel_scope.cancel()
 
 
-async def _read_messages(
-    wire: Wire, messages: MemoryObjectSendStream[SessionMessage | Exception]
+async def parse_messages(
+    fd: int, messages: MemoryObjectSendStream[SessionMessage | Exception]
 ) -> None:
+    """Read JSON-RPC messages, one a line, from ``fd`` into ``messages`` until end of file."""
     async with messages:
-        async for line in read_lines(wire.read_fd):
+        async for line in read_lines(fd):
             try:
                 message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
             except ValueError as error:  # the dispatcher reports and drops it
@@ -91,7 +101,7 @@ async def _read_messages(
 
 
 async def _write_messages(wire: Wire, messages: MemoryObjectReceiveStream[SessionMessage]) -> None:
-    _nonblocking(wire.write_fd)
+    nonblocking(wire.write_fd)
     async with messages:
         async for message in messages:
             data = encode(message)
@@ -101,7 +111,7 @@ async def _write_messages(wire: Wire, messages: MemoryObjectReceiveStream[Sessio
 
 async def read_lines(fd: int) -> AsyncIterator[str]:
     """The lines (without the newline, decoded with U+FFFD for bad bytes) read from ``fd``."""
-    readable = _nonblocking(fd)
+    readable = nonblocking(fd)
     pending = b""
     while True:
         if readable:
@@ -122,8 +132,9 @@ async def read_lines(fd: int) -> AsyncIterator[str]:
         yield pending.decode("utf-8", "replace")
 
 
-async def write_all(fd: int, data: bytes) -> None:
-    """Write all of ``data``, waiting in the event loop while a non-blocking pipe is full."""
+async def write_all(fd: int, data: bytes) -> bool:
+    """Write all of ``data``, waiting in the event loop while a non-blocking pipe is full;
+    False if the reader is gone."""
     view = memoryview(data)
     while view:
         try:
@@ -131,12 +142,13 @@ async def write_all(fd: int, data: bytes) -> None:
         except BlockingIOError:
             await anyio.wait_writable(fd)
             continue
-        except OSError:  # the reader is gone: nothing more can be said
-            return
+        except OSError:
+            return False
         view = view[written:]
+    return True
 
 
-def _nonblocking(fd: int) -> bool:
+def nonblocking(fd: int) -> bool:
     """Make a pipe non-blocking for the event loop; a terminal stays as it is."""
     if os.isatty(fd):
         return False
