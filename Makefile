@@ -25,6 +25,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.mcp
 
 soak: $(STAMP)
 	$(BIN)/python -m benchmarks.soak
