@@ -25,7 +25,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
-	$(BIN)/python -m benchmarks.mcp
+	$(BIN)/python -m benchmarks.mcp_bench
 
 soak: $(STAMP)
 	$(BIN)/python -m benchmarks.soak

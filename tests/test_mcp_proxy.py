@@ -39,6 +39,7 @@ GIT_ENV = {
     "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
 }
 PROXY = [sys.executable, "-m", "codex_tools", "proxy"]
+RICH_SERVER = [sys.executable, str(Path(__file__).parent / "mcp_server" / "rich_server.py")]
 GIT_SERVER = [sys.executable, "-m", "mcp_server_git"]
 OUR_SERVER = [sys.executable, "-m", "codex_tools", "mcp", str(TOOLS)]
 
@@ -59,14 +60,24 @@ class Connected:
         return self.portal.call(call)
 
 
-def connect(stack: ExitStack, command: list[str], errlog: Path) -> Connected:
+def connect(
+    stack: ExitStack, command: list[str], errlog: Path, heard: list[Any] | None = None
+) -> Connected:
     params = StdioServerParameters(
         command=command[0], args=command[1:], env={**os.environ, **GIT_ENV}
     )
     stderr = stack.enter_context(errlog.open("w"))
     portal = stack.enter_context(start_blocking_portal())
+
+    async def hear(message: Any) -> None:
+        if heard is not None:
+            heard.append(message)
+
     client = Client(
-        stdio_client(params, errlog=stderr), mode="legacy", read_timeout_seconds=TIMEOUT
+        stdio_client(params, errlog=stderr),
+        mode="legacy",
+        read_timeout_seconds=TIMEOUT,
+        message_handler=hear,
     )
     stack.enter_context(portal.wrap_async_context_manager(client))
     return Connected(portal, client, errlog)
@@ -150,6 +161,89 @@ class TestTransparency:
         with pytest.raises(MCPError) as raised:
             proxied("call_tool", "no_such_tool", {})
         assert raised.value.code == -32602
+
+
+class Rich:
+    def __init__(self, direct: Connected, proxied: Connected, heard: list[Any]) -> None:
+        self.direct = direct
+        self.proxied = proxied
+        self.heard = heard
+
+    def both(self, method: str, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        return dumped(self.direct(method, *args, **kwargs)), dumped(
+            self.proxied(method, *args, **kwargs)
+        )
+
+
+@pytest.fixture(scope="module")
+def rich(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rich]:
+    """Direct and proxied sessions to an upstream with titles, output schemas, content
+    blocks, resources, prompts and a changing tool list."""
+    logs = tmp_path_factory.mktemp("rich")
+    heard: list[Any] = []
+    with ExitStack() as stack:
+        direct = connect(stack, RICH_SERVER, logs / "direct")
+        proxied = connect(stack, [*PROXY, "--", *RICH_SERVER], logs / "proxy", heard)
+        yield Rich(direct, proxied, heard)
+
+
+class TestEverythingPassesThrough:
+    def test_the_server_describes_itself_as_the_upstream_does(self, rich: Rich) -> None:
+        assert rich.proxied.client.server_info.name == "rich-upstream"
+        assert rich.proxied.client.server_info.version == "1.2.3"
+        assert rich.proxied.client.instructions == "Use weather for the weather."
+        capabilities = rich.proxied.client.server_capabilities
+        assert capabilities.resources is not None
+        assert capabilities.prompts is not None
+        assert capabilities.tools is not None
+        assert capabilities.tools.list_changed is True
+
+    def test_titles_output_schemas_annotations_and_meta_are_listed(self, rich: Rich) -> None:
+        theirs, mine = rich.both("list_tools")
+        assert mine["tools"][:2] == theirs["tools"][:2]
+        assert mine["tools"][0]["title"] == "Weather"
+        assert mine["tools"][0]["outputSchema"]["required"] == ["city", "celsius"]
+        assert mine["tools"][0]["_meta"] == {"vendor/tag": "kept"}
+
+    @pytest.mark.parametrize(
+        ("tool", "arguments"), [("weather", {"city": "Zürich"}), ("snapshot", {}), ("nope", {})]
+    )
+    def test_content_blocks_and_structured_content_are_the_upstreams(
+        self, rich: Rich, tool: str, arguments: dict[str, Any]
+    ) -> None:
+        if tool == "nope":  # unknown here: a protocol error, where the upstream said isError
+            with pytest.raises(MCPError):
+                rich.proxied("call_tool", tool, arguments)
+            return
+        theirs, mine = rich.both("call_tool", tool, arguments)
+        assert mine == theirs
+
+    def test_resources_and_prompts_are_the_upstreams(self, rich: Rich) -> None:
+        for method, args in (
+            ("list_resources", ()),
+            ("read_resource", ("file:///notes.txt",)),
+            ("list_prompts", ()),
+            ("get_prompt", ("review",)),
+        ):
+            theirs, mine = rich.both(method, *args)
+            assert mine == theirs, method
+
+    def test_a_changed_tool_list_is_imported_and_announced(self, rich: Rich) -> None:
+        assert not rich.proxied("call_tool", "grow", {}).is_error
+
+        def announced() -> bool:
+            return any(
+                getattr(message, "method", "") == "notifications/tools/list_changed"
+                for message in rich.heard
+            )
+
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline and not announced():
+            time.sleep(0.02)
+        assert announced()
+        listed = {each.name for each in rich.proxied("list_tools", cache_mode="refresh").tools}
+        assert "grown" in listed
+        assert rich.proxied("call_tool", "grown", {}).content[0].text == "I am new"
 
 
 class TestMetering:

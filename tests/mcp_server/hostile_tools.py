@@ -109,5 +109,7 @@ def _undocumented(x: int) -> int:
 for each in (echo, fail, file_names, not_json, exits, picture, slow, slow_sync, crash, counts):
     codex_tools.register(each)
 codex_tools.register(Tool(name="undocumented", fn=_undocumented))
+# A name made from a file name that is not UTF-8: UTF-8 cannot carry it as it is.
+codex_tools.register(Tool(name="caf\udce9", fn=_undocumented, description="Not UTF-8."))
 # A hand-written schema that is not an object schema: MCP rejects it.
 codex_tools.register(Tool(name="bad_schema", fn=_undocumented, parameters={"type": "integer"}))

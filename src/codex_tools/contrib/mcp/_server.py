@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -231,33 +231,38 @@ def _listable(definition: types.Tool, version: str) -> types.Tool | None:
 class _Progress:
     """``ctx["progress"](progress, total=None, message=None)`` for a tool called over MCP.
 
-    In the event loop (an async tool) it returns the coroutine that sends the
-    notification, to be awaited; in a worker thread (a sync tool) it sends it and
-    returns ``None``. Without a progress token from the client it sends nothing.
+    In the event loop (an async tool) the notification is scheduled and the task that
+    sends it returned, to await or not; in a worker thread (a sync tool) it is sent
+    before the call returns ``None``. Without a progress token from the client it sends
+    nothing.
     """
 
-    __slots__ = ("_loop", "_session")
+    __slots__ = ("_loop", "_sending", "_session")
 
     def __init__(self, session: ServerSession) -> None:
         self._session = session
         self._loop = asyncio.get_running_loop()
+        self._sending: set[asyncio.Task[None]] = set()  # a task nobody holds may vanish
 
     def __call__(
         self, progress: float, total: float | None = None, message: str | None = None
-    ) -> Coroutine[Any, Any, None] | None:
+    ) -> asyncio.Task[None] | None:
         text = None if message is None else clean_text(message)
-        send = self._session.report_progress(progress, total, text)
         try:
             in_loop = asyncio.get_running_loop() is self._loop
         except RuntimeError:
             in_loop = False
         if in_loop:
-            return send
-        future = asyncio.run_coroutine_threadsafe(send, self._loop)
+            task = self._loop.create_task(self._session.report_progress(progress, total, text))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+            return task
         try:
-            future.result(_PROGRESS_SEND_TIMEOUT)
+            send = self._session.report_progress(progress, total, text)
+            sent = asyncio.run_coroutine_threadsafe(send, self._loop)
+            sent.result(_PROGRESS_SEND_TIMEOUT)
         except Exception:  # noqa: BLE001  (a lost progress note must not fail the tool)
-            future.cancel()
+            pass
         return None
 
     def __repr__(self) -> str:

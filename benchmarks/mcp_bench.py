@@ -1,4 +1,4 @@
-"""``python -m benchmarks.mcp [--quick]``: the MCP server and proxy, ratios in one run.
+"""``python -m benchmarks.mcp_bench [--quick]``: the MCP server and proxy, ratios in one run.
 
 - Time to answer ``initialize`` (spawn to response, wall clock) of ``codex-tools mcp``,
   over the time ``python -c "import mcp.server.lowlevel"`` takes to run (target ≤ 1.3x).
@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from prometheus_client.parser import text_string_to_metric_families
-
-from mcp import Client
 
 TOOLS = '''
 import codex_tools
@@ -54,7 +53,7 @@ HELLO = json.dumps(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.mcp", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.mcp_bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     quick = parser.parse_args(argv).quick
     failures: list[str] = []
