@@ -4,7 +4,6 @@ server's counts are exact."""
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -14,49 +13,31 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from mcp import Client
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
 
+from mcp_clients import Connected, connect
+
 TOOLS = Path(__file__).parent / "mcp_server" / "hostile_tools.py"
-TIMEOUT = 30
 
 #: What the tests below asked of each tool: tool -> Counter(success=..., failure=...).
 asked: dict[str, Counter[str]] = {}
 
 
-class Served:
-    def __init__(self, portal: BlockingPortal, client: Client, errlog: Path) -> None:
-        self.portal = portal
-        self.client = client
-        self.errlog = errlog
-
-    def call(self, name: str, arguments: dict[str, Any], *, ok: bool | None = None) -> Any:
-        result = self.portal.call(lambda: self._call(name, arguments))
-        if ok is not None:
-            asked.setdefault(name, Counter())["success" if ok else "failure"] += 1
-        return result
-
-    async def _call(self, name: str, arguments: dict[str, Any]) -> Any:
-        with anyio.fail_after(TIMEOUT):
-            return await self.client.call_tool(name, arguments)
-
-
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Connected]:
     errlog = tmp_path_factory.mktemp("hostile") / "stderr"
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "codex_tools", "mcp", str(TOOLS)]
-    )
     with ExitStack() as stack:
-        stderr = stack.enter_context(errlog.open("w"))
-        portal = stack.enter_context(start_blocking_portal())
-        client = Client(stdio_client(params, errlog=stderr), read_timeout_seconds=TIMEOUT)
-        stack.enter_context(portal.wrap_async_context_manager(client))
-        yield Served(portal, client, errlog)
+        yield connect(stack, [sys.executable, "-m", "codex_tools", "mcp", str(TOOLS)], errlog)
+
+
+def call(served: Connected, name: str, arguments: dict[str, Any], *, ok: bool | None = None) -> Any:
+    """Call a tool; ``ok`` says whether it is expected to count as a success."""
+    result = served("call_tool", name, arguments)
+    if ok is not None:
+        asked.setdefault(name, Counter())["success" if ok else "failure"] += 1
+    return result
 
 
 def text_of(result: Any) -> str:
@@ -89,11 +70,11 @@ class TestHostileOutputs:
     @example(codepoints=[0xD800, 0x41], repeat=500_000)  # ~1 MB with a lone surrogate
     @example(codepoints=[ord("["), ord("b"), ord("]"), 0x1B], repeat=250_000)
     def test_any_output_or_error_text_is_answered_and_counted(
-        self, served: Served, codepoints: list[int], repeat: int
+        self, served: Connected, codepoints: list[int], repeat: int
     ) -> None:
         arguments = {"codepoints": codepoints, "repeat": repeat}
-        echoed = served.call("echo", arguments, ok=True)
-        failed = served.call("fail", arguments, ok=False)
+        echoed = call(served, "echo", arguments, ok=True)
+        failed = call(served, "fail", arguments, ok=False)
         text = "".join(map(chr, codepoints)) * repeat
         assert not echoed.is_error
         assert text_of(echoed) == on_the_wire(text)
@@ -102,46 +83,46 @@ class TestHostileOutputs:
         assert on_the_wire(text)[:100] in text_of(failed) or len(text) > 1000
 
     def test_a_file_name_that_is_not_utf8_arrives_with_a_replacement_character(
-        self, served: Served
+        self, served: Connected
     ) -> None:
-        result = served.call("file_names", {}, ok=True)
+        result = call(served, "file_names", {}, ok=True)
         assert not result.is_error
         assert text_of(result) == '["caf\ufffd.txt", "plain.txt"]'
 
-    def test_a_value_json_cannot_hold_arrives_as_text(self, served: Served) -> None:
-        result = served.call("not_json", {}, ok=True)
+    def test_a_value_json_cannot_hold_arrives_as_text(self, served: Connected) -> None:
+        result = call(served, "not_json", {}, ok=True)
         assert not result.is_error
         assert "tuple key" in text_of(result)
         assert result.structured_content is None
 
     def test_system_exit_from_a_tool_is_a_failure_and_the_server_lives_on(
-        self, served: Served
+        self, served: Connected
     ) -> None:
-        result = served.call("exits", {"code": 2}, ok=False)
+        result = call(served, "exits", {"code": 2}, ok=False)
         assert result.is_error
         assert "SystemExit" in text_of(result)
-        assert not served.call("echo", {"codepoints": [104, 105]}, ok=True).is_error
+        assert not call(served, "echo", {"codepoints": [104, 105]}, ok=True).is_error
 
-    def test_mcp_content_goes_out_as_it_is(self, served: Served) -> None:
-        result = served.call("picture", {}, ok=True)
+    def test_mcp_content_goes_out_as_it_is(self, served: Connected) -> None:
+        result = call(served, "picture", {}, ok=True)
         [image] = result.content
         assert (image.type, image.mime_type, image.data) == ("image", "image/png", "iVBORw0KGgo=")
 
-    def test_an_unknown_tool_is_a_protocol_error(self, served: Served) -> None:
+    def test_an_unknown_tool_is_a_protocol_error(self, served: Connected) -> None:
         with pytest.raises(MCPError) as raised:
-            served.call("no_such_tool", {})
+            call(served, "no_such_tool", {})
         assert raised.value.code == -32602
 
-    def test_the_counts_are_exact(self, served: Served) -> None:
-        counted = served.call("counts", {}).structured_content
+    def test_the_counts_are_exact(self, served: Connected) -> None:
+        counted = call(served, "counts", {}).structured_content
         for name, expected in asked.items():
             assert counted[name] == [expected["success"], expected["failure"]], name
 
 
 class TestListing:
-    def test_a_bad_schema_hides_only_its_tool_and_is_reported_once(self, served: Served) -> None:
-        first = served.portal.call(served.client.list_tools)
-        second = served.portal.call(served.client.list_tools)
+    def test_a_bad_schema_hides_only_its_tool_and_is_reported_once(self, served: Connected) -> None:
+        first = served("list_tools")
+        second = served("list_tools")
         names = {each.name for each in first.tools}
         assert "bad_schema" not in names
         assert {"echo", "fail", "undocumented", "slow", "caf\ufffd"} <= names
@@ -149,15 +130,15 @@ class TestListing:
         warnings = [line for line in served.errlog.read_text().splitlines() if "bad_schema" in line]
         assert len(warnings) == 1
 
-    def test_a_tool_without_a_docstring_has_a_description(self, served: Served) -> None:
-        listed = {each.name: each for each in served.portal.call(served.client.list_tools).tools}
+    def test_a_tool_without_a_docstring_has_a_description(self, served: Connected) -> None:
+        listed = {each.name: each for each in served("list_tools").tools}
         assert listed["undocumented"].description
 
-    def test_a_bad_cursor_is_a_protocol_error(self, served: Served) -> None:
+    def test_a_bad_cursor_is_a_protocol_error(self, served: Connected) -> None:
         import mcp_types as types
 
         with pytest.raises(MCPError) as raised:
-            served.portal.call(
+            served.run(
                 lambda: served.client.session.list_tools(
                     params=types.PaginatedRequestParams(cursor="nonsense")
                 )
@@ -168,7 +149,7 @@ class TestListing:
 class TestProgress:
     @pytest.mark.parametrize("name", ["slow", "slow_sync"])
     def test_a_tool_reports_progress_to_a_client_that_asked(
-        self, served: Served, name: str
+        self, served: Connected, name: str
     ) -> None:
         seen: list[tuple[float, float | None, str | None]] = []
 
@@ -178,19 +159,15 @@ class TestProgress:
         async def call() -> Any:
             return await served.client.call_tool(name, {"steps": 3}, progress_callback=note)
 
-        result = served.portal.call(call)
+        result = served.run(call)
         assert text_of(result) == "done"
         assert [(p, t) for p, t, _ in seen] == [(1, 3), (2, 3), (3, 3)]
 
 
-def test_nothing_but_the_protocol_reaches_stdout(
-    served: Served, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.WARNING)
-    served.call("echo", {"codepoints": [111, 107]})
-    served.portal.call(anyio.sleep, 0.2)  # the module's thread prints meanwhile
-    # The client logs every stdout line that is not JSON-RPC.
-    assert not [record for record in caplog.records if record.name.startswith("mcp")]
+def test_nothing_but_the_protocol_reaches_stdout(served: Connected) -> None:
+    call(served, "echo", {"codepoints": [111, 107]})
+    served.run(lambda: anyio.sleep(0.2))  # the module's thread prints meanwhile
+    assert served.faults == []  # no line the client could not read, from the start on
     stderr = served.errlog.read_text()
     assert "hostile_tools: importing" in stderr
     assert "written to fd 1 at import" in stderr

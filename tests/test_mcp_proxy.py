@@ -22,14 +22,14 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio.from_thread import BlockingPortal, start_blocking_portal
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
 from prometheus_client.parser import text_string_to_metric_families
 
+from mcp_clients import TIMEOUT, Connected, connect
+
 TOOLS = Path(__file__).parent / "mcp_server" / "hostile_tools.py"
-TIMEOUT = 30
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Ada",
     "GIT_AUTHOR_EMAIL": "ada@example.com",
@@ -42,45 +42,6 @@ PROXY = [sys.executable, "-m", "codex_tools", "proxy"]
 RICH_SERVER = [sys.executable, str(Path(__file__).parent / "mcp_server" / "rich_server.py")]
 GIT_SERVER = [sys.executable, "-m", "mcp_server_git"]
 OUR_SERVER = [sys.executable, "-m", "codex_tools", "mcp", str(TOOLS)]
-
-
-class Connected:
-    """A client in a thread of its own, so one server process serves many tests."""
-
-    def __init__(self, portal: BlockingPortal, client: Client, errlog: Path) -> None:
-        self.portal = portal
-        self.client = client
-        self.errlog = errlog
-
-    def __call__(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        async def call() -> Any:
-            with anyio.fail_after(TIMEOUT):
-                return await getattr(self.client, method)(*args, **kwargs)
-
-        return self.portal.call(call)
-
-
-def connect(
-    stack: ExitStack, command: list[str], errlog: Path, heard: list[Any] | None = None
-) -> Connected:
-    params = StdioServerParameters(
-        command=command[0], args=command[1:], env={**os.environ, **GIT_ENV}
-    )
-    stderr = stack.enter_context(errlog.open("w"))
-    portal = stack.enter_context(start_blocking_portal())
-
-    async def hear(message: Any) -> None:
-        if heard is not None:
-            heard.append(message)
-
-    client = Client(
-        stdio_client(params, errlog=stderr),
-        mode="legacy",
-        read_timeout_seconds=TIMEOUT,
-        message_handler=hear,
-    )
-    stack.enter_context(portal.wrap_async_context_manager(client))
-    return Connected(portal, client, errlog)
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +63,12 @@ def git(
     logs = tmp_path_factory.mktemp("git")
     upstream = [*GIT_SERVER, "--repository", str(repo)]
     with ExitStack() as stack:
-        direct = connect(stack, upstream, logs / "direct")
+        direct = connect(stack, upstream, logs / "direct", GIT_ENV)
         proxied = connect(
-            stack, [*PROXY, "--metrics-port", "0", "--verbose", "--", *upstream], logs / "proxy"
+            stack,
+            [*PROXY, "--metrics-port", "0", "--verbose", "--", *upstream],
+            logs / "proxy",
+            GIT_ENV,
         )
         yield direct, proxied
 
@@ -164,10 +128,9 @@ class TestTransparency:
 
 
 class Rich:
-    def __init__(self, direct: Connected, proxied: Connected, heard: list[Any]) -> None:
+    def __init__(self, direct: Connected, proxied: Connected) -> None:
         self.direct = direct
         self.proxied = proxied
-        self.heard = heard
 
     def both(self, method: str, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         return dumped(self.direct(method, *args, **kwargs)), dumped(
@@ -180,11 +143,10 @@ def rich(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rich]:
     """Direct and proxied sessions to an upstream with titles, output schemas, content
     blocks, resources, prompts and a changing tool list."""
     logs = tmp_path_factory.mktemp("rich")
-    heard: list[Any] = []
     with ExitStack() as stack:
         direct = connect(stack, RICH_SERVER, logs / "direct")
-        proxied = connect(stack, [*PROXY, "--", *RICH_SERVER], logs / "proxy", heard)
-        yield Rich(direct, proxied, heard)
+        proxied = connect(stack, [*PROXY, "--", *RICH_SERVER], logs / "proxy")
+        yield Rich(direct, proxied)
 
 
 class TestEverythingPassesThrough:
@@ -234,7 +196,7 @@ class TestEverythingPassesThrough:
         def announced() -> bool:
             return any(
                 getattr(message, "method", "") == "notifications/tools/list_changed"
-                for message in rich.heard
+                for message in rich.proxied.heard
             )
 
         deadline = time.monotonic() + TIMEOUT
@@ -301,7 +263,7 @@ class TestProgressAndCancellation:
                     await started.wait()
                 tasks.cancel_scope.cancel()
 
-        ours.portal.call(cancel_after_first_progress)
+        ours.run(cancel_after_first_progress)
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline:  # the cancellation travels two hops
             counted = ours("call_tool", "counts", {}).structured_content
