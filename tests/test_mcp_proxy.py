@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -340,17 +341,15 @@ def test_a_signal_ends_the_server_and_its_upstream_at_once(
         assert server.stdin is not None
         assert server.stdout is not None
         try:
-            hello = {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "test", "version": "0"},
-                },
-            }
-            server.stdin.write(json.dumps(hello).encode() + b"\n")
+            params = types.InitializeRequestParams(
+                protocol_version="2025-11-25",
+                capabilities=types.ClientCapabilities(),
+                client_info=types.Implementation(name="test", version="0"),
+            )
+            hello = types.JSONRPCRequest(
+                jsonrpc="2.0", id=1, method="initialize", params=dumped(params)
+            )
+            server.stdin.write(hello.model_dump_json(by_alias=True).encode() + b"\n")
             server.stdin.flush()
             assert json.loads(server.stdout.readline())["id"] == 1  # serving (upstream up too)
             upstream = children(server.pid) if command == "proxy" else []

@@ -28,7 +28,7 @@ from codex_tools import ToolRegistry, __version__
 from codex_tools._cli import CLIError
 from codex_tools._cli._loading import load_registry
 
-__all__ = ["add_parser", "port", "serve_until_stopped"]
+__all__ = ["add_parser", "add_serving_options", "metrics_endpoint", "serve_until_stopped"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -43,19 +43,24 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--name", default="codex-tools", help="server name shown to clients (default codex-tools)"
     )
+    add_serving_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_serving_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``mcp`` and ``proxy`` share."""
     parser.add_argument(
         "--metrics-port",
-        type=port,
+        type=_port,
         metavar="N",
         help="also serve Prometheus metrics on 127.0.0.1:N (0 picks a free port)",
     )
     parser.add_argument(
         "--verbose", action="store_true", help="say on stderr what is served, and where"
     )
-    parser.set_defaults(handler=run)
 
 
-def port(text: str) -> int:
+def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0 to 65535)")
     return int(text)

@@ -16,7 +16,7 @@ from typing import Any
 
 from codex_tools import ToolRegistry
 from codex_tools._cli import CLIError
-from codex_tools._cli.mcp import metrics_endpoint, port, serve_until_stopped
+from codex_tools._cli.mcp import add_serving_options, metrics_endpoint, serve_until_stopped
 
 __all__ = ["add_parser"]
 
@@ -29,16 +29,8 @@ def add_parser(subparsers: Any) -> None:
         "unchanged (tools, resources, prompts, progress, cancellation), counting every tool "
         "call. Put -- before COMMAND. When the upstream exits, the proxy exits with status 1.",
     )
-    parser.add_argument(
-        "--metrics-port",
-        type=port,
-        metavar="N",
-        help="also serve Prometheus metrics on 127.0.0.1:N (0 picks a free port)",
-    )
     parser.add_argument("--name", help="server name shown to clients (default: the upstream's)")
-    parser.add_argument(
-        "--verbose", action="store_true", help="say on stderr what is served, and where"
-    )
+    add_serving_options(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
     parser.set_defaults(handler=run)
 
