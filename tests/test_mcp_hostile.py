@@ -108,6 +108,12 @@ class TestHostileOutputs:
         [image] = result.content
         assert (image.type, image.mime_type, image.data) == ("image", "image/png", "iVBORw0KGgo=")
 
+    def test_a_tool_can_fail_with_a_result_of_its_own(self, served: Connected) -> None:
+        result = call(served, "refuse", {}, ok=False)
+        assert result.is_error
+        assert text_of(result) == "no access"
+        assert result.structured_content == {"reason": "denied"}
+
     def test_an_unknown_tool_is_a_protocol_error(self, served: Connected) -> None:
         with pytest.raises(MCPError) as raised:
             call(served, "no_such_tool", {})

@@ -17,6 +17,7 @@ import mcp_types as types
 
 import codex_tools
 from codex_tools import Tool, ToolContext, tool
+from codex_tools.contrib.mcp import ToolErrorResult
 
 print("hostile_tools: importing", flush=True)
 sys.stdout.write("hostile_tools: written to sys.stdout at import\n")
@@ -91,6 +92,17 @@ def slow_sync(steps: int, ctx: ToolContext) -> str:
 
 
 @tool
+def refuse() -> None:
+    """Fail with a result of its own making."""
+    result = types.CallToolResult(
+        content=[types.TextContent(type="text", text="no access")],
+        structured_content={"reason": "denied"},
+        is_error=True,
+    )
+    raise ToolErrorResult(result)
+
+
+@tool
 def crash() -> None:
     """The whole server dies mid-call."""
     os._exit(3)
@@ -106,7 +118,8 @@ def _undocumented(x: int) -> int:
     return x
 
 
-for each in (echo, fail, file_names, not_json, exits, picture, slow, slow_sync, crash, counts):
+TOOLS = (echo, fail, file_names, not_json, exits, picture, slow, slow_sync, refuse, crash, counts)
+for each in TOOLS:
     codex_tools.register(each)
 codex_tools.register(Tool(name="undocumented", fn=_undocumented))
 # A name made from a file name that is not UTF-8: UTF-8 cannot carry it as it is.

@@ -21,6 +21,7 @@ import contextlib
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, NoReturn
 
@@ -150,6 +151,9 @@ def serve_until_stopped(serve: Callable[[], Awaitable[int]]) -> NoReturn:
         code = 2
     except* KeyboardInterrupt:  # before the signal handler was in place
         code = 130
+    except* Exception:  # noqa: BLE001  (a bug of ours: worth an operator's attention, in full)
+        traceback.print_exc()
+        code = 1
     if stopped_by:
         code = 128 + stopped_by[0]
     elif returned:
