@@ -26,6 +26,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.mcp_bench
+	$(BIN)/python -m benchmarks.mcp_conformance
 
 soak: $(STAMP)
 	$(BIN)/python -m benchmarks.soak
