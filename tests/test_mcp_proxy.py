@@ -287,11 +287,31 @@ class TestUpstreamFailures:
                 assert "Connection closed" in result.content[0].text
         assert "the upstream MCP server exited (exit status 3); stopping" in errlog.read_text()
 
-    async def test_an_upstream_that_cannot_start_is_a_clear_error(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize(
+        ("upstream", "reason"),
+        [
+            (["/no/such/server"], "cannot start the upstream MCP server '/no/such/server'"),
+            (
+                [sys.executable, "-c", "import sys; sys.exit(3)"],
+                "the upstream MCP server ended before it was ready (exit status 3)",
+            ),
+            (
+                [sys.executable, "-c", "import time; time.sleep(60)"],
+                "the upstream MCP server did not start within 1 s",
+            ),
+            (  # a proxy of nothing refuses every request, initialize first
+                [*PROXY, "--", "/no/such/server"],
+                "the upstream MCP server refused to start: codex-tools proxy: cannot start",
+            ),
+        ],
+        ids=["missing", "exits", "hangs", "refuses"],
+    )
+    async def test_an_upstream_that_does_not_start_is_a_clear_error(
+        self, tmp_path: Path, upstream: list[str], reason: str
+    ) -> None:
         errlog = tmp_path / "stderr"
-        params = StdioServerParameters(
-            command=PROXY[0], args=[*PROXY[1:], "--", str(tmp_path / "no-such-server")]
-        )
+        args = [*PROXY[1:], "--startup-timeout", "1", "--", *upstream]
+        params = StdioServerParameters(command=PROXY[0], args=args)
         with (
             anyio.fail_after(TIMEOUT),
             errlog.open("w") as stderr,
@@ -303,8 +323,8 @@ class TestUpstreamFailures:
         while isinstance(error, BaseExceptionGroup):
             [error] = error.exceptions
         assert isinstance(error, MCPError)
-        assert "cannot start the upstream MCP server" in error.message
-        assert "cannot start the upstream MCP server" in errlog.read_text()
+        assert reason in error.message
+        assert f"codex-tools: error: {reason}" in errlog.read_text()
 
 
 def children(pid: int) -> list[int]:

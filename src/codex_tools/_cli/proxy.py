@@ -30,6 +30,13 @@ def add_parser(subparsers: Any) -> None:
         "call. Put -- before COMMAND. When the upstream exits, the proxy exits with status 1.",
     )
     parser.add_argument("--name", help="server name shown to clients (default: the upstream's)")
+    parser.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long the upstream has to start and list its tools (default 60)",
+    )
     add_serving_options(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
     parser.set_defaults(handler=run)
@@ -70,6 +77,12 @@ def run(namespace: argparse.Namespace) -> int:
         if upstream is None:
             return await serve_failure(failure)
         with metrics_endpoint(registry, namespace.metrics_port, verbose=namespace.verbose):
-            return await serve_proxy(upstream, registry, name=namespace.name, on_ready=ready)
+            return await serve_proxy(
+                upstream,
+                registry,
+                name=namespace.name,
+                startup_timeout=namespace.startup_timeout,
+                on_ready=ready,
+            )
 
     serve_until_stopped(serve)

@@ -8,7 +8,7 @@ changes, resource updates, log messages) is passed on; a changed tool list is im
 again first. Progress and cancellation of a call travel with the call itself.
 
 The upstream's life is the proxy's: when it cannot start, or does not answer
-``initialize`` within :data:`STARTUP_TIMEOUT`, every request gets a JSON-RPC error
+``initialize`` and list its tools in time (``startup_timeout``), every request gets a JSON-RPC error
 saying so; when it exits or crashes, the calls in flight get error results, stderr
 says how it ended, and the proxy exits with status 1. It does not restart the
 upstream: state the upstream held (open resources, subscriptions, anything a tool
@@ -53,7 +53,7 @@ __all__ = ["STARTUP_TIMEOUT", "serve_failure", "serve_proxy"]
 
 logger = logging.getLogger("codex_tools.contrib.mcp")
 
-#: Seconds the upstream has to answer ``initialize`` and list its tools.
+#: Seconds the upstream has to answer ``initialize`` and list its tools, by default.
 STARTUP_TIMEOUT = 60.0
 #: Seconds the calls in flight have to be answered once the upstream is gone.
 _DRAIN_TIMEOUT = 2.0
@@ -66,6 +66,7 @@ async def serve_proxy(
     registry: ToolRegistry,
     *,
     name: str | None = None,
+    startup_timeout: float = STARTUP_TIMEOUT,
     on_ready: Callable[[], None] = lambda: None,
 ) -> int:
     """Serve the ``upstream`` MCP server over our stdio, its tools metered in ``registry``.
@@ -74,7 +75,7 @@ async def serve_proxy(
     start or ended first. The upstream is stopped on the way out, whatever the way.
     """
     try:
-        return await _proxy(upstream, registry, name, on_ready)
+        return await _proxy(upstream, registry, name, startup_timeout, on_ready)
     finally:
         with anyio.CancelScope(shield=True):
             await _stop(upstream)
@@ -99,6 +100,7 @@ async def _proxy(
     upstream: subprocess.Popen[bytes],
     registry: ToolRegistry,
     name: str | None,
+    startup_timeout: float,
     on_ready: Callable[[], None],
 ) -> int:
     assert upstream.stdin is not None  # started with pipes
@@ -108,39 +110,46 @@ async def _proxy(
     )
     session_write, to_upstream = anyio.create_memory_object_stream[SessionMessage](math.inf)
     gone = anyio.Event()
+    served = anyio.Event()
     downstream = _Downstream()
     relay = _Relay(registry, downstream)
+    failure: str | None = None
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(_read_upstream, upstream.stdout.fileno(), from_upstream, gone)
         tasks.start_soon(_write_upstream, upstream.stdin.fileno(), to_upstream)
         async with ClientSession(session_read, session_write, message_handler=relay) as session:
             relay.session = session
             try:
-                started = await _start(session, registry, gone)
-            except (MCPError, TimeoutError, _UpstreamGone) as error:
-                tasks.cancel_scope.cancel()
-                return await serve_failure(await _why_not_started(upstream, error))
-            server = _server(session, started, registry, name, downstream)
-            on_ready()
-            options = server.create_initialization_options(_notifications(started.capabilities))
-            served = anyio.Event()
+                with anyio.fail_after(startup_timeout):
+                    started = await _start(session, registry, gone)
+            except TimeoutError:
+                failure = f"the upstream MCP server did not start within {startup_timeout:g} s"
+            except Exception as error:  # noqa: BLE001  (any way of not starting is reported)
+                failure = await _why_not_started(upstream, error)
+            else:
+                server = _server(session, started, registry, name, downstream)
+                on_ready()
+                options = server.create_initialization_options(_notifications(started.capabilities))
 
-            async def serve() -> None:
-                await serve_over_stdio(server, options)
-                served.set()
+                async def serve() -> None:
+                    await serve_over_stdio(server, options)
+                    served.set()
 
-            tasks.start_soon(serve)
-            await _first(served, gone)
-            if not served.is_set():
-                # The upstream went first: answer what is in flight, then say so and stop.
-                with anyio.move_on_after(_DRAIN_TIMEOUT):
-                    await downstream.drained()
-                how = await _how_it_ended(upstream)
-                print(
-                    f"codex-tools: the upstream MCP server exited ({how}); stopping",
-                    file=sys.stderr,
-                )
-            tasks.cancel_scope.cancel()
+                tasks.start_soon(serve)
+                await _first(served, gone)
+                if not served.is_set():
+                    # The upstream went first: answer what is in flight, then say so.
+                    with anyio.move_on_after(_DRAIN_TIMEOUT):
+                        await downstream.drained()
+                    how = await _how_it_ended(upstream)
+                    print(
+                        f"codex-tools: the upstream MCP server exited ({how}); stopping",
+                        file=sys.stderr,
+                    )
+        tasks.cancel_scope.cancel()
+    if failure is not None:
+        await _stop(upstream)
+        return await serve_failure(failure)
     return 0 if served.is_set() else 1
 
 
@@ -158,23 +167,30 @@ class _Started:
 
 
 async def _start(session: ClientSession, registry: ToolRegistry, gone: anyio.Event) -> _Started:
-    """Initialize the upstream and import its tools, or fail: it left, refused, or hung."""
-    outcome: list[_Started] = []
+    """Initialize the upstream and import its tools; ``_UpstreamGone`` if it leaves first,
+    ``MCPError`` (or what its answers could not be read as) if it refuses."""
+    started: list[_Started] = []
+    errors: list[Exception] = []
 
     async def start() -> None:
-        result = await session.initialize()
-        if result.capabilities.tools is not None:
-            await import_tools(session, registry)
-        outcome.append(_Started(result))
+        try:
+            result = await session.initialize()
+            if result.capabilities.tools is not None:
+                await import_tools(session, registry)
+            started.append(_Started(result))
+        except Exception as error:  # noqa: BLE001  (raised below, outside the task group)
+            errors.append(error)
+        tasks.cancel_scope.cancel()
 
-    with anyio.fail_after(STARTUP_TIMEOUT):
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_cancel_when, gone, tasks.cancel_scope)
-            await start()
-            tasks.cancel_scope.cancel()
-    if not outcome:
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(start)
+        await gone.wait()
+        tasks.cancel_scope.cancel()
+    if started:
+        return started[0]
+    if gone.is_set() or not errors:  # its leaving also fails what was waiting on it
         raise _UpstreamGone
-    return outcome[0]
+    raise errors[0]
 
 
 async def _cancel_when(event: anyio.Event, scope: anyio.CancelScope) -> None:
@@ -362,9 +378,9 @@ async def _how_it_ended(upstream: subprocess.Popen[bytes]) -> str:
     return f"exit status {code}"
 
 
-async def _why_not_started(upstream: subprocess.Popen[bytes], error: BaseException) -> str:
-    if isinstance(error, TimeoutError):
-        return f"the upstream MCP server did not start within {STARTUP_TIMEOUT:g} s"
-    if isinstance(error, MCPError):
-        return f"the upstream MCP server refused to start: {error.message}"
-    return f"the upstream MCP server ended before it was ready ({await _how_it_ended(upstream)})"
+async def _why_not_started(upstream: subprocess.Popen[bytes], error: Exception) -> str:
+    if isinstance(error, _UpstreamGone):
+        how = await _how_it_ended(upstream)
+        return f"the upstream MCP server ended before it was ready ({how})"
+    reason = error.message if isinstance(error, MCPError) else f"{type(error).__name__}: {error}"
+    return f"the upstream MCP server refused to start: {reason}"
