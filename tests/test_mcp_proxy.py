@@ -209,6 +209,22 @@ class TestEverythingPassesThrough:
         assert rich.proxied("call_tool", "grown", {}).content[0].text == "I am new"
 
 
+async def test_a_2026_client_hears_of_a_changed_tool_list_on_its_listen_stream(
+    tmp_path: Path,
+) -> None:
+    params = StdioServerParameters(command=PROXY[0], args=[*PROXY[1:], "--", *RICH_SERVER])
+    with anyio.fail_after(TIMEOUT), (tmp_path / "stderr").open("w") as stderr:
+        async with Client(stdio_client(params, errlog=stderr)) as client:  # discovers 2026-07-28
+            assert client.protocol_version == "2026-07-28"
+            async with client.listen(tools_list_changed=True) as changes:
+                await client.call_tool("grow", {})
+                async for event in changes:
+                    assert type(event).__name__ == "ToolsListChanged"
+                    break
+            listed = {each.name for each in (await client.list_tools()).tools}
+    assert "grown" in listed
+
+
 class TestMetering:
     def test_every_call_is_counted_and_an_error_result_is_a_failure(
         self, git: tuple[Connected, Connected], repo: Path

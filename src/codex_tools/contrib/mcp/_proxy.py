@@ -35,8 +35,18 @@ from mcp.client.session import ClientSession, IncomingMessage
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.session import ServerSession
+from mcp.server.subscriptions import (
+    InMemorySubscriptionBus,
+    ListenHandler,
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    ServerEvent,
+    ToolsListChanged,
+)
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from codex_tools import ToolRegistry, __version__
 from codex_tools.contrib.mcp._forward import import_tools
@@ -246,6 +256,11 @@ def _server(
     # Only ours: the SDK's OpenTelemetry span per message costs the proxy more than the
     # call it forwards, and the registry reports each call already.
     server.middleware = [downstream]
+    server.add_request_handler(
+        "subscriptions/listen",
+        types.SubscriptionsListenRequestParams,
+        ListenHandler(downstream.events),
+    )
     for offered, method, params_type, request_type, result_type in _FORWARDED:
         if offered(started.capabilities):
             server.add_request_handler(
@@ -272,10 +287,12 @@ def _notifications(capabilities: types.ServerCapabilities) -> NotificationOption
 
 
 class _Downstream:
-    """Server middleware: keeps the client's session for notifications, counts requests."""
+    """Server middleware: keeps a handshake-era client's session for notifications, counts
+    requests. A 2026-07-28 client hears of changes on its ``subscriptions/listen`` stream."""
 
     def __init__(self) -> None:
         self.session: ServerSession | None = None
+        self.events = InMemorySubscriptionBus()
         self._in_flight = 0
         self._idle = anyio.Event()
         self._idle.set()
@@ -283,7 +300,8 @@ class _Downstream:
     async def __call__(
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
-        self.session = ctx.session
+        if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
+            self.session = ctx.session
         if ctx.request_id is None:
             return await call_next(ctx)
         self._in_flight += 1
@@ -311,6 +329,19 @@ _PASSED_ON = (
 )
 
 
+def _event(notification: types.ServerNotification) -> ServerEvent | None:
+    """The listen-stream event of a change notification, for 2026-07-28 clients."""
+    if isinstance(notification, types.ToolListChangedNotification):
+        return ToolsListChanged()
+    if isinstance(notification, types.PromptListChangedNotification):
+        return PromptsListChanged()
+    if isinstance(notification, types.ResourceListChangedNotification):
+        return ResourcesListChanged()
+    if isinstance(notification, types.ResourceUpdatedNotification):
+        return ResourceUpdated(uri=str(notification.params.uri))
+    return None
+
+
 class _Relay:
     """The upstream session's message handler: what the upstream says unasked, passed on."""
 
@@ -328,6 +359,9 @@ class _Relay:
         client = self.downstream.session
         if client is not None and isinstance(message, _PASSED_ON):
             await client.send_notification(message)
+        event = _event(message)
+        if event is not None:
+            await self.downstream.events.publish(event)
 
 
 async def _read_upstream(
