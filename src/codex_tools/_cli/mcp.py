@@ -164,35 +164,36 @@ def serve_until_stopped(serve: Callable[[], Awaitable[int]]) -> NoReturn:
 
 @contextlib.contextmanager
 def metrics_endpoint(registry: ToolRegistry, port: int | None, *, verbose: bool) -> Iterator[None]:
-    """Serve ``/metrics`` on 127.0.0.1 while the block runs, if a port is given."""
-    with _metrics_endpoint(registry, port) as bound:
-        if verbose and bound is not None:
-            print(f"codex-tools: metrics at http://127.0.0.1:{bound}/metrics", file=sys.stderr)
+    """Serve the metrics on 127.0.0.1 while the block runs, if a port is given."""
+    with _metrics_endpoint(registry, port) as url:
+        if verbose and url is not None:
+            print(f"codex-tools: metrics at {url}/metrics", file=sys.stderr, flush=True)
         yield
 
 
 @contextlib.contextmanager
-def _metrics_endpoint(registry: ToolRegistry, port: int | None) -> Iterator[int | None]:
-    """Serve ``/metrics`` on 127.0.0.1 while the block runs, if a port is given; yields
-    the port it listens on."""
+def _metrics_endpoint(registry: ToolRegistry, port: int | None) -> Iterator[str | None]:
+    """Serve ``/metrics`` and ``/metrics.json`` on 127.0.0.1 while the block runs, if a
+    port is given; yields its URL. Without prometheus_client, ``/metrics.json`` (all that
+    ``codex-tools top`` reads) is still served, and ``/metrics`` says what to install."""
     if port is None:
         yield None
         return
-    try:
-        # Its ImportError names the extra to install when prometheus_client is missing.
-        from codex_tools.contrib.prometheus import ToolMetricsCollector
-    except ImportError as error:
-        raise CLIError(str(error).splitlines()[0]) from None
-    from prometheus_client import CollectorRegistry, start_http_server
+    from codex_tools._endpoint import MetricsServer
 
-    collectors = CollectorRegistry()
-    collectors.register(ToolMetricsCollector(registry))
+    def start() -> MetricsServer:
+        try:
+            from codex_tools.contrib.prometheus import serve_metrics
+        except ImportError as error:
+            print(f"codex-tools: /metrics.json only: {error}", file=sys.stderr)
+            return MetricsServer(registry, "127.0.0.1", port)
+        return serve_metrics(registry, "127.0.0.1", port)
+
     try:
-        server, thread = start_http_server(port, addr="127.0.0.1", registry=collectors)
+        server = start()
     except OSError as error:
         raise CLIError(f"cannot serve metrics on 127.0.0.1:{port}: {error.strerror}") from None
     try:
-        yield server.server_port
+        yield server.url
     finally:
-        server.shutdown()
-        thread.join(timeout=5)
+        server.close()
