@@ -388,12 +388,26 @@ async def _stop(upstream: subprocess.Popen[bytes]) -> None:
         if pipe is not None:
             with contextlib.suppress(OSError):
                 pipe.close()
-    for signum in (None, signal.SIGTERM, signal.SIGKILL):
-        if signum is not None:
+    for stop in (None, _terminate, _kill):
+        if stop is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(upstream.pid, signum)
+                stop(upstream)
         if await _exited(upstream):
             return
+
+
+def _terminate(upstream: subprocess.Popen[bytes]) -> None:
+    if hasattr(os, "killpg"):  # the upstream and whatever it started
+        os.killpg(upstream.pid, signal.SIGTERM)
+    else:
+        upstream.terminate()
+
+
+def _kill(upstream: subprocess.Popen[bytes]) -> None:
+    if hasattr(os, "killpg"):
+        os.killpg(upstream.pid, signal.SIGKILL)
+    else:
+        upstream.kill()
 
 
 async def _exited(upstream: subprocess.Popen[bytes]) -> bool:
