@@ -8,9 +8,9 @@ changes, resource updates, log messages) is passed on; a changed tool list is im
 again first. Progress and cancellation of a call travel with the call itself.
 
 The upstream's life is the proxy's: when it cannot start, or does not answer
-``initialize`` and list its tools in time (``startup_timeout``), every request gets a JSON-RPC error
-saying so; when it exits or crashes, the calls in flight get error results, stderr
-says how it ended, and the proxy exits with status 1. It does not restart the
+``initialize`` and list its tools in time (``startup_timeout``), every request gets a
+JSON-RPC error saying so; when it exits or crashes, the calls in flight get error
+results, stderr says how it ended, and the proxy exits with status 1. It does not restart the
 upstream: state the upstream held (open resources, subscriptions, anything a tool
 remembers) would be lost without the client knowing, and MCP clients restart a server
 that exited on their own terms.
@@ -18,11 +18,8 @@ that exited on their own terms.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -30,7 +27,6 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.client.session import ClientSession, IncomingMessage
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
@@ -51,13 +47,8 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from codex_tools import ToolRegistry, __version__
 from codex_tools.contrib.mcp._forward import import_tools
 from codex_tools.contrib.mcp._server import registry_server
-from codex_tools.contrib.mcp._stdio import (
-    encode,
-    nonblocking,
-    parse_messages,
-    serve_over_stdio,
-    write_all,
-)
+from codex_tools.contrib.mcp._stdio import serve_over_stdio
+from codex_tools.contrib.mcp._upstream import how_it_ended, read_upstream, stop, write_upstream
 
 __all__ = ["STARTUP_TIMEOUT", "serve_failure", "serve_proxy"]
 
@@ -67,8 +58,6 @@ logger = logging.getLogger("codex_tools.contrib.mcp")
 STARTUP_TIMEOUT = 60.0
 #: Seconds the calls in flight have to be answered once the upstream is gone.
 _DRAIN_TIMEOUT = 2.0
-#: Seconds the upstream has to exit after its stdin closes, and again after SIGTERM.
-_STOP_TIMEOUT = 2.0
 
 
 async def serve_proxy(
@@ -88,7 +77,7 @@ async def serve_proxy(
         return await _proxy(upstream, registry, name, startup_timeout, on_ready)
     finally:
         with anyio.CancelScope(shield=True):
-            await _stop(upstream)
+            await stop(upstream)
 
 
 async def serve_failure(reason: str) -> int:
@@ -125,8 +114,8 @@ async def _proxy(
     relay = _Relay(registry, downstream)
     failure: str | None = None
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(_read_upstream, upstream.stdout.fileno(), from_upstream, gone)
-        tasks.start_soon(_write_upstream, upstream.stdin.fileno(), to_upstream)
+        tasks.start_soon(read_upstream, upstream.stdout.fileno(), from_upstream, gone)
+        tasks.start_soon(write_upstream, upstream.stdin.fileno(), to_upstream)
         async with ClientSession(session_read, session_write, message_handler=relay) as session:
             relay.session = session
             try:
@@ -151,14 +140,14 @@ async def _proxy(
                     # The upstream went first: answer what is in flight, then say so.
                     with anyio.move_on_after(_DRAIN_TIMEOUT):
                         await downstream.drained()
-                    how = await _how_it_ended(upstream)
+                    how = await how_it_ended(upstream)
                     print(
                         f"codex-tools: the upstream MCP server exited ({how}); stopping",
                         file=sys.stderr,
                     )
         tasks.cancel_scope.cancel()
     if failure is not None:
-        await _stop(upstream)
+        await stop(upstream)
         return await serve_failure(failure)
     return 0 if served.is_set() else 1
 
@@ -364,71 +353,9 @@ class _Relay:
             await self.downstream.events.publish(event)
 
 
-async def _read_upstream(
-    fd: int, messages: MemoryObjectSendStream[SessionMessage | Exception], gone: anyio.Event
-) -> None:
-    try:
-        await parse_messages(fd, messages)
-    finally:
-        gone.set()
-
-
-async def _write_upstream(fd: int, messages: MemoryObjectReceiveStream[SessionMessage]) -> None:
-    nonblocking(fd)
-    async with messages:
-        async for message in messages:
-            if not await write_all(fd, encode(message)):
-                return  # the upstream is gone; its reader says so
-
-
-async def _stop(upstream: subprocess.Popen[bytes]) -> None:
-    """Close the upstream's stdin, then SIGTERM and SIGKILL its process group, each
-    after a bounded wait; the spec's order (lifecycle, shutdown)."""
-    for pipe in (upstream.stdin, upstream.stdout):
-        if pipe is not None:
-            with contextlib.suppress(OSError):
-                pipe.close()
-    for stop in (None, _terminate, _kill):
-        if stop is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                stop(upstream)
-        if await _exited(upstream):
-            return
-
-
-def _terminate(upstream: subprocess.Popen[bytes]) -> None:
-    if hasattr(os, "killpg"):  # the upstream and whatever it started
-        os.killpg(upstream.pid, signal.SIGTERM)
-    else:
-        upstream.terminate()
-
-
-def _kill(upstream: subprocess.Popen[bytes]) -> None:
-    if hasattr(os, "killpg"):
-        os.killpg(upstream.pid, signal.SIGKILL)
-    else:
-        upstream.kill()
-
-
-async def _exited(upstream: subprocess.Popen[bytes]) -> bool:
-    with anyio.move_on_after(_STOP_TIMEOUT):
-        while upstream.poll() is None:  # noqa: ASYNC110  (a child's exit has no event to wait on)
-            await anyio.sleep(0.01)
-    return upstream.returncode is not None
-
-
-async def _how_it_ended(upstream: subprocess.Popen[bytes]) -> str:
-    if not await _exited(upstream):
-        return "it closed its stdout"
-    code = upstream.returncode
-    if code < 0:
-        return f"killed by {signal.Signals(-code).name}"
-    return f"exit status {code}"
-
-
 async def _why_not_started(upstream: subprocess.Popen[bytes], error: Exception) -> str:
     if isinstance(error, _UpstreamGone):
-        how = await _how_it_ended(upstream)
+        how = await how_it_ended(upstream)
         return f"the upstream MCP server ended before it was ready ({how})"
     reason = error.message if isinstance(error, MCPError) else f"{type(error).__name__}: {error}"
     return f"the upstream MCP server refused to start: {reason}"
