@@ -364,37 +364,58 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def initialized(server: subprocess.Popen[bytes]) -> None:
+    """Shake hands by hand, and start a call that blocks a worker thread for a minute."""
+    assert server.stdin is not None
+    assert server.stdout is not None
+    params = types.InitializeRequestParams(
+        protocol_version="2025-11-25",
+        capabilities=types.ClientCapabilities(),
+        client_info=types.Implementation(name="test", version="0"),
+    )
+    call = types.CallToolRequestParams(name="nap", arguments={"seconds": 60})
+    for message in (
+        types.JSONRPCRequest(jsonrpc="2.0", id=1, method="initialize", params=dumped(params)),
+        types.JSONRPCNotification(jsonrpc="2.0", method="notifications/initialized"),
+        types.JSONRPCRequest(jsonrpc="2.0", id=2, method="tools/call", params=dumped(call)),
+    ):
+        server.stdin.write(message.model_dump_json(by_alias=True).encode() + b"\n")
+        server.stdin.flush()
+        if isinstance(message, types.JSONRPCRequest) and message.id == 1:
+            assert json.loads(server.stdout.readline())["id"] == 1  # serving, upstream up too
+    time.sleep(0.5)  # the call reaches the tool
+
+
+def ended(pids: list[int]) -> bool:
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(alive(pid) for pid in pids)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM", "stdin closed"])
 @pytest.mark.parametrize("command", ["mcp", "proxy"])
-def test_a_signal_ends_the_server_and_its_upstream_at_once(
-    command: str, signum: signal.Signals
+def test_the_server_and_its_upstream_end_at_once_while_a_tool_is_stuck(
+    command: str, stop: str
 ) -> None:
     argv = OUR_SERVER if command == "mcp" else [*PROXY, "--", *OUR_SERVER]
     with subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     ) as server:
         assert server.stdin is not None
-        assert server.stdout is not None
         try:
-            params = types.InitializeRequestParams(
-                protocol_version="2025-11-25",
-                capabilities=types.ClientCapabilities(),
-                client_info=types.Implementation(name="test", version="0"),
-            )
-            hello = types.JSONRPCRequest(
-                jsonrpc="2.0", id=1, method="initialize", params=dumped(params)
-            )
-            server.stdin.write(hello.model_dump_json(by_alias=True).encode() + b"\n")
-            server.stdin.flush()
-            assert json.loads(server.stdout.readline())["id"] == 1  # serving (upstream up too)
+            initialized(server)
             upstream = children(server.pid) if command == "proxy" else []
             assert len(upstream) == (1 if command == "proxy" else 0)
-            server.send_signal(signum)
-            assert server.wait(timeout=5) == 128 + signum
-            deadline = time.monotonic() + 5
-            while any(alive(pid) for pid in upstream) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert not any(alive(pid) for pid in upstream)
+            if stop == "stdin closed":
+                server.stdin.close()
+                expected = 0
+            else:
+                signum = signal.Signals[stop]
+                server.send_signal(signum)
+                expected = 128 + signum
+            assert server.wait(timeout=5) == expected
+            assert ended(upstream)
         finally:
             server.kill()

@@ -103,6 +103,13 @@ def refuse() -> None:
 
 
 @tool
+def nap(seconds: float) -> str:
+    """Block a worker thread, as a stuck sync tool does."""
+    time.sleep(seconds)
+    return "rested"
+
+
+@tool
 def crash() -> None:
     """The whole server dies mid-call."""
     os._exit(3)
@@ -118,8 +125,8 @@ def _undocumented(x: int) -> int:
     return x
 
 
-TOOLS = (echo, fail, file_names, not_json, exits, picture, slow, slow_sync, refuse, crash, counts)
-for each in TOOLS:
+TOOLS = (echo, fail, file_names, not_json, exits, picture, slow, slow_sync, refuse, nap, crash)
+for each in (*TOOLS, counts):
     codex_tools.register(each)
 codex_tools.register(Tool(name="undocumented", fn=_undocumented))
 # A name made from a file name that is not UTF-8: UTF-8 cannot carry it as it is.

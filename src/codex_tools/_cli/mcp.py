@@ -114,50 +114,52 @@ def serve_until_stopped(serve: Callable[[], Awaitable[int]]) -> NoReturn:
     """Run ``serve`` until it returns its exit status or SIGINT/SIGTERM comes, then end
     the process.
 
-    The process ends there and then (``os._exit``): a tool thread still running, or
-    one the tools module started, must not keep a server alive that its client has
-    left. A :class:`CLIError` is one line on stderr and exit status 2; a signal exits
-    with 128 plus its number.
+    The process ends there and then, from inside the event loop (``os._exit``): a tool
+    thread still running (which the loop's shutdown would wait for), or one the tools
+    module started, must not keep a server alive that its client has left. A
+    :class:`CLIError` is one line on stderr and exit status 2; a signal exits with 128
+    plus its number.
     """
     import anyio
 
     # A pipe whose reader left is an error to handle (EPIPE), not a reason to die
     # silently: the client still gets its answers when an upstream goes away.
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    stopped_by: list[int] = []
-    returned: list[int] = []
 
-    async def main() -> None:
-        async with anyio.create_task_group() as tasks:
+    async def main() -> NoReturn:
+        stopped_by: list[int] = []
+        code = 0
+        try:
+            async with anyio.create_task_group() as tasks:
 
-            async def stop_on_signal() -> None:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for signum in signals:
-                        stopped_by.append(signum)
-                        tasks.cancel_scope.cancel()
+                async def stop_on_signal() -> None:
+                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        async for signum in signals:
+                            stopped_by.append(signum)
+                            tasks.cancel_scope.cancel()
 
-            tasks.start_soon(stop_on_signal)
-            returned.append(await serve())
-            tasks.cancel_scope.cancel()
+                tasks.start_soon(stop_on_signal)
+                code = await serve()
+                tasks.cancel_scope.cancel()
+        except* CLIError as group:
+            error: BaseException = group
+            while isinstance(error, BaseExceptionGroup):  # task groups nest them
+                error = error.exceptions[0]
+            print(f"codex-tools: error: {error}", file=sys.stderr)
+            code = 2
+        except* Exception:  # noqa: BLE001  (a bug of ours: worth an operator's attention, in full)
+            traceback.print_exc()
+            code = 1
+        _exit(128 + stopped_by[0] if stopped_by else code)
 
-    code = 0
     try:
         anyio.run(main)
-    except* CLIError as group:
-        error: BaseException = group
-        while isinstance(error, BaseExceptionGroup):  # task groups nest them
-            error = error.exceptions[0]
-        print(f"codex-tools: error: {error}", file=sys.stderr)
-        code = 2
-    except* KeyboardInterrupt:  # before the signal handler was in place
-        code = 130
-    except* Exception:  # noqa: BLE001  (a bug of ours: worth an operator's attention, in full)
-        traceback.print_exc()
-        code = 1
-    if stopped_by:
-        code = 128 + stopped_by[0]
-    elif returned:
-        code = returned[0]
+    except KeyboardInterrupt:  # before the signal handler was in place
+        _exit(130)
+    _exit(1)  # not reached: main ends the process
+
+
+def _exit(code: int) -> NoReturn:
     sys.stderr.flush()
     os._exit(code)
 
