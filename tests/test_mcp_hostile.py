@@ -95,6 +95,11 @@ class TestHostileOutputs:
         assert "tuple key" in text_of(result)
         assert result.structured_content is None
 
+    def test_an_output_that_breaks_everything_is_still_answered(self, served: Connected) -> None:
+        result = call(served, "unprintable", {}, ok=True)  # the tool itself succeeded
+        assert result.is_error
+        assert text_of(result).startswith("the output could not be sent")
+
     def test_system_exit_from_a_tool_is_a_failure_and_the_server_lives_on(
         self, served: Connected
     ) -> None:

@@ -62,6 +62,20 @@ def not_json() -> dict[str, object]:
     return {"nan": float("nan"), (1, 2): "tuple key"}
 
 
+class _Unprintable:
+    """Even asking what it is fails (isinstance falls back to ``__class__``)."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise RuntimeError("no questions")
+
+
+@tool
+def unprintable() -> object:
+    """An output that breaks whatever is done with it."""
+    return _Unprintable()
+
+
 @tool
 def exits(code: int) -> None:
     """An argparse-style tool: SystemExit on bad input."""
@@ -125,7 +139,20 @@ def _undocumented(x: int) -> int:
     return x
 
 
-TOOLS = (echo, fail, file_names, not_json, exits, picture, slow, slow_sync, refuse, nap, crash)
+TOOLS = (
+    echo,
+    fail,
+    file_names,
+    not_json,
+    unprintable,
+    exits,
+    picture,
+    slow,
+    slow_sync,
+    refuse,
+    nap,
+    crash,
+)
 for each in (*TOOLS, counts):
     codex_tools.register(each)
 codex_tools.register(Tool(name="undocumented", fn=_undocumented))

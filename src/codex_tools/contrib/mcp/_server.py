@@ -131,7 +131,12 @@ def registry_server(
             raise
         except BaseException as error:  # noqa: BLE001  (SystemExit and the like from a tool: a host survives its tools)
             return _error_result(error)
-        return tool_result(output)
+        try:
+            return tool_result(output)
+        except Exception as error:  # noqa: BLE001  (an output that breaks even str(): still answered)
+            return _text_result(
+                f"the output could not be sent: {_error_text(error)}", is_error=True
+            )
 
     def input_schema(tool_name: str) -> Mapping[str, Any] | None:
         # Used by the Streamable HTTP transport to check request headers against the schema.
@@ -189,10 +194,14 @@ def _text_result(text: str, *, is_error: bool = False) -> types.CallToolResult:
 
 
 def _error_result(error: BaseException) -> types.CallToolResult:
+    return _text_result(_error_text(error), is_error=True)
+
+
+def _error_text(error: BaseException) -> str:
     if isinstance(error, ToolError):
-        return _text_result(safe_str(error), is_error=True)
+        return safe_str(error)
     # Only what escaped the registry lands here (SystemExit before it counted as a failure).
-    return _text_result(f"{type(error).__name__}: {safe_str(error)}", is_error=True)
+    return f"{type(error).__name__}: {safe_str(error)}"
 
 
 def _definition(tool: Tool) -> types.Tool:
