@@ -29,6 +29,7 @@ from codex_tools.contrib.mcp._text import clean_text
 
 __all__ = [
     "aserve_stdio",
+    "decode",
     "encode",
     "nonblocking",
     "parse_messages",
@@ -93,11 +94,25 @@ async def parse_messages(
     async with messages:
         async for line in read_lines(fd):
             try:
-                message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+                message = decode(line)
             except ValueError as error:  # the dispatcher reports and drops it
                 await messages.send(error)
             else:
                 await messages.send(SessionMessage(message))
+
+
+def decode(line: str) -> types.JSONRPCMessage:
+    """One JSON-RPC message; also one that escapes a lone surrogate (``"\\ud800"``, as
+    JavaScript's ``JSON.stringify`` writes it), which pydantic's parser refuses: dropped,
+    it would leave its request unanswered for ever."""
+    try:
+        return types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+    except ValueError as error:
+        try:
+            data = json.loads(line)
+        except ValueError:
+            raise error from None
+        return types.jsonrpc_message_adapter.validate_python(data, by_name=False)
 
 
 async def _write_messages(wire: Wire, messages: MemoryObjectReceiveStream[SessionMessage]) -> None:
