@@ -4,6 +4,8 @@ server's counts are exact."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -173,6 +175,22 @@ class TestProgress:
         result = served.run(call)
         assert text_of(result) == "done"
         assert [(p, t) for p, t, _ in seen] == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_a_request_json_rpc_cannot_read_is_answered_and_the_server_goes_on() -> None:
+    lines = [
+        b"not json at all",  # no id: nothing can be answered, nothing waits
+        b'{"jsonrpc": "2.0", "id": 7, "method": 42}',  # an id: answered -32600
+        b'{"jsonrpc": "2.0", "id": 8, "method": "ping"}',
+    ]
+    command = [sys.executable, "-m", "codex_tools", "mcp", str(TOOLS)]
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as server:
+        out, _ = server.communicate(b"\n".join(lines) + b"\n", timeout=30)
+    answers = {answer["id"]: answer for answer in map(json.loads, out.splitlines())}
+    assert answers[7]["error"]["code"] == -32600
+    assert answers[8]["result"] == {}
 
 
 def test_nothing_but_the_protocol_reaches_stdout(served: Connected) -> None:

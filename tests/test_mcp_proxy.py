@@ -225,15 +225,18 @@ async def test_a_2026_client_hears_of_a_changed_tool_list_on_its_listen_stream(
     assert "grown" in listed
 
 
-async def test_an_upstream_escaping_a_lone_surrogate_is_answered_not_dropped(
+async def test_an_upstream_answer_json_rpc_cannot_read_is_answered_never_dropped(
     tmp_path: Path,
 ) -> None:
     raw = [sys.executable, str(Path(__file__).parent / "mcp_server" / "raw_server.py")]
     params = StdioServerParameters(command=PROXY[0], args=[*PROXY[1:], "--", *raw])
     with anyio.fail_after(TIMEOUT), (tmp_path / "stderr").open("w") as stderr:
         async with Client(stdio_client(params, errlog=stderr), mode="legacy") as client:
-            result = await client.call_tool("name_of_file", {})
-    assert result.content[0].text == "caf\ufffd.txt"
+            escaped = await client.call_tool("name_of_file", {})  # a lone surrogate, escaped
+            malformed = await client.call_tool("bad_answer", {})  # "result": "not an object"
+    assert escaped.content[0].text == "caf\ufffd.txt"
+    assert malformed.is_error
+    assert "not a JSON-RPC message" in malformed.content[0].text
 
 
 class TestMetering:

@@ -1,16 +1,20 @@
 """An MCP server written by hand, as other languages' servers write JSON: a lone
 surrogate goes out escaped (``"\\udce9"``), as JavaScript's JSON.stringify writes it.
-One tool, ``name_of_file``. Run as a script."""
+``name_of_file`` answers with one; ``bad_answer`` answers with a result that is not a
+JSON object. Run as a script."""
 
 from __future__ import annotations
 
 import json
 import sys
 
-TOOL = {"name": "name_of_file", "description": "A file name.", "inputSchema": {"type": "object"}}
+TOOLS = [
+    {"name": name, "description": "A file name.", "inputSchema": {"type": "object"}}
+    for name in ("name_of_file", "bad_answer")
+]
 
 
-def answer(request: dict[str, object]) -> dict[str, object]:
+def answer(request: dict[str, object]) -> object:
     method = request["method"]
     if method == "initialize":
         return {
@@ -19,7 +23,9 @@ def answer(request: dict[str, object]) -> dict[str, object]:
             "serverInfo": {"name": "raw", "version": "0"},
         }
     if method == "tools/list":
-        return {"tools": [TOOL]}
+        return {"tools": TOOLS}
+    if method == "tools/call" and request["params"]["name"] == "bad_answer":  # type: ignore[index]
+        return "not an object"
     if method == "tools/call":
         return {"content": [{"type": "text", "text": "caf\udce9.txt"}]}
     return {}

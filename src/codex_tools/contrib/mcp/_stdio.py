@@ -8,6 +8,7 @@ with U+FFFD in its place instead of ending the server.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -80,7 +81,8 @@ async def serve_over_stdio(server: Server[Any], options: InitializationOptions) 
     )
     write_send, write_receive = anyio.create_memory_object_stream[SessionMessage](math.inf)
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(parse_messages, wire.read_fd, read_send)
+        # A bad request with an id is answered (-32600) on the write stream.
+        tasks.start_soon(parse_messages, wire.read_fd, read_send, write_send)
         tasks.start_soon(server.run, read_receive, write_send, options)
         # The server closes its write stream when it is done: all written, all sent.
         await _write_messages(wire, write_receive)
@@ -88,17 +90,45 @@ async def serve_over_stdio(server: Server[Any], options: InitializationOptions) 
 
 
 async def parse_messages(
-    fd: int, messages: MemoryObjectSendStream[SessionMessage | Exception]
+    fd: int,
+    messages: MemoryObjectSendStream[SessionMessage | Exception],
+    unreadable: MemoryObjectSendStream[Any],
 ) -> None:
-    """Read JSON-RPC messages, one a line, from ``fd`` into ``messages`` until end of file."""
+    """Read JSON-RPC messages, one a line, from ``fd`` into ``messages`` until end of file.
+
+    A line that is not a message but has an ``id`` becomes an error for that id in
+    ``unreadable``: the answer to a bad request, or (given ``messages`` itself) the
+    stand-in for a bad response, so that no request waits for ever.
+    """
     async with messages:
         async for line in read_lines(fd):
             try:
                 message = decode(line)
-            except ValueError as error:  # the dispatcher reports and drops it
-                await messages.send(error)
+            except ValueError as error:
+                request_id = _id_of(line)
+                if request_id is None:  # nothing waits for it: the dispatcher logs and drops it
+                    await messages.send(error)
+                    continue
+                problem = types.ErrorData(
+                    code=types.INVALID_REQUEST, message="not a JSON-RPC message"
+                )
+                refusal = types.JSONRPCError(jsonrpc="2.0", id=request_id, error=problem)
+                with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    await unreadable.send(SessionMessage(refusal))
             else:
                 await messages.send(SessionMessage(message))
+
+
+def _id_of(line: str) -> str | int | None:
+    """The request id of a line that is JSON but not a JSON-RPC message, if it has one."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    request_id = data.get("id") if isinstance(data, dict) else None
+    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+        return None
+    return request_id
 
 
 def decode(line: str) -> types.JSONRPCMessage:

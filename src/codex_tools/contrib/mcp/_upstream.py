@@ -22,9 +22,10 @@ _STOP_TIMEOUT = 2.0
 async def read_upstream(
     fd: int, messages: MemoryObjectSendStream[SessionMessage | Exception], gone: anyio.Event
 ) -> None:
-    """Its messages into ``messages``; ``gone`` is set when its stdout closes, however."""
+    """Its messages into ``messages``; ``gone`` is set when its stdout closes, however.
+    An answer that cannot be read reaches its request as an error."""
     try:
-        await parse_messages(fd, messages)
+        await parse_messages(fd, messages, messages)
     finally:
         gone.set()
 
