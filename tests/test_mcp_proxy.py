@@ -305,6 +305,22 @@ class TestProgressAndCancellation:
 
 
 class TestUpstreamFailures:
+    @pytest.mark.slow
+    async def test_a_call_the_upstream_does_not_answer_in_time_fails_and_is_cancelled_there(
+        self, tmp_path: Path
+    ) -> None:
+        args = [*PROXY[1:], "--call-timeout", "1", "--", *OUR_SERVER]
+        params = StdioServerParameters(command=PROXY[0], args=args)
+        with anyio.fail_after(TIMEOUT), (tmp_path / "stderr").open("w") as stderr:
+            async with Client(stdio_client(params, errlog=stderr), mode="legacy") as client:
+                stuck = await client.call_tool("slow", {"steps": 600})  # a minute
+                counted: dict[str, list[int]] = {}
+                while counted.get("slow", [0, 0])[1] < 1:  # the upstream's own count
+                    counted = (await client.call_tool("counts", {})).structured_content
+        assert stuck.is_error
+        assert stuck.content[0].text == "tool 'slow' timed out after 1.0 s"
+        assert counted["slow"] == [0, 1]
+
     async def test_an_upstream_crashing_mid_call_gives_an_error_result_and_the_proxy_exits(
         self, tmp_path: Path
     ) -> None:

@@ -37,6 +37,13 @@ def add_parser(subparsers: Any) -> None:
         metavar="SECONDS",
         help="how long the upstream has to start and list its tools (default 60)",
     )
+    parser.add_argument(
+        "--call-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="fail a tool call the upstream has not answered in time, and cancel it there "
+        "(default: wait as long as the client does)",
+    )
     add_serving_options(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
     parser.set_defaults(handler=run)
@@ -92,6 +99,7 @@ def run(namespace: argparse.Namespace) -> int:
                 registry,
                 name=namespace.name,
                 startup_timeout=namespace.startup_timeout,
+                call_timeout=namespace.call_timeout,
                 on_ready=ready,
             )
 

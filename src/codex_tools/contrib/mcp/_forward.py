@@ -79,14 +79,19 @@ def upstream_definition(tool: Tool) -> types.Tool | None:
 
 
 async def import_tools(
-    session: ClientSession, registry: ToolRegistry | None = None
+    session: ClientSession,
+    registry: ToolRegistry | None = None,
+    *,
+    call_timeout: float | None = None,
 ) -> list[ToolHandle]:
     """Register every tool ``session`` lists (all pages) as a tool forwarding to it.
 
     Calls are forwarded, validated by the upstream and counted in ``registry`` (the
-    default registry if ``None``). Importing the same session again brings the registry
-    in line with the upstream's list: changed tools are replaced and tools it no longer
-    lists are removed. A name taken by any other tool raises
+    default registry if ``None``). With a ``call_timeout`` (seconds) a call the upstream
+    does not answer in time fails with ``ToolTimeoutError``, and the upstream is told
+    to cancel it. Importing the same session again brings the registry in line with the
+    upstream's list: changed tools are replaced and tools it no longer lists are
+    removed. A name taken by any other tool raises
     :class:`~codex_tools.ToolAlreadyRegisteredError`.
     """
     tools = default_registry() if registry is None else registry
@@ -113,6 +118,7 @@ async def import_tools(
             fn=_Forward(session, definition),
             description=definition.description or "",
             parameters=definition.input_schema,
+            timeout=call_timeout,
         )
         handles.append(tools.register(tool, replace=definition.name in ours))
     names = {definition.name for definition in listed}

@@ -66,15 +66,17 @@ async def serve_proxy(
     *,
     name: str | None = None,
     startup_timeout: float = STARTUP_TIMEOUT,
+    call_timeout: float | None = None,
     on_ready: Callable[[], None] = lambda: None,
 ) -> int:
     """Serve the ``upstream`` MCP server over our stdio, its tools metered in ``registry``.
 
     Returns the exit status: 0 when the client closed stdin, 1 when the upstream did not
     start or ended first. The upstream is stopped on the way out, whatever the way.
+    ``call_timeout`` bounds each tool call (see ``import_tools``).
     """
     try:
-        return await _proxy(upstream, registry, name, startup_timeout, on_ready)
+        return await _proxy(upstream, registry, name, startup_timeout, call_timeout, on_ready)
     finally:
         with anyio.CancelScope(shield=True):
             await stop(upstream)
@@ -100,6 +102,7 @@ async def _proxy(
     registry: ToolRegistry,
     name: str | None,
     startup_timeout: float,
+    call_timeout: float | None,
     on_ready: Callable[[], None],
 ) -> int:
     assert upstream.stdin is not None  # started with pipes
@@ -111,16 +114,20 @@ async def _proxy(
     gone = anyio.Event()
     served = anyio.Event()
     downstream = _Downstream()
-    relay = _Relay(registry, downstream)
+    relay = _Relay(downstream)
     failure: str | None = None
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(read_upstream, upstream.stdout.fileno(), from_upstream, gone)
         tasks.start_soon(write_upstream, upstream.stdin.fileno(), to_upstream)
         async with ClientSession(session_read, session_write, message_handler=relay) as session:
-            relay.session = session
+
+            async def import_all() -> None:
+                await import_tools(session, registry, call_timeout=call_timeout)
+
+            relay.refresh = import_all
             try:
                 with anyio.fail_after(startup_timeout):
-                    started = await _start(session, registry, gone)
+                    started = await _start(session, import_all, gone)
             except TimeoutError:
                 failure = f"the upstream MCP server did not start within {startup_timeout:g} s"
             except Exception as error:  # noqa: BLE001  (any way of not starting is reported)
@@ -165,7 +172,9 @@ class _Started:
         self.instructions = result.instructions
 
 
-async def _start(session: ClientSession, registry: ToolRegistry, gone: anyio.Event) -> _Started:
+async def _start(
+    session: ClientSession, import_all: Callable[[], Awaitable[None]], gone: anyio.Event
+) -> _Started:
     """Initialize the upstream and import its tools; ``_UpstreamGone`` if it leaves first,
     ``MCPError`` (or what its answers could not be read as) if it refuses."""
     started: list[_Started] = []
@@ -175,7 +184,7 @@ async def _start(session: ClientSession, registry: ToolRegistry, gone: anyio.Eve
         try:
             result = await session.initialize()
             if result.capabilities.tools is not None:
-                await import_tools(session, registry)
+                await import_all()
             started.append(_Started(result))
         except Exception as error:  # noqa: BLE001  (raised below, outside the task group)
             errors.append(error)
@@ -334,17 +343,16 @@ def _event(notification: types.ServerNotification) -> ServerEvent | None:
 class _Relay:
     """The upstream session's message handler: what the upstream says unasked, passed on."""
 
-    def __init__(self, registry: ToolRegistry, downstream: _Downstream) -> None:
-        self.registry = registry
+    def __init__(self, downstream: _Downstream) -> None:
         self.downstream = downstream
-        self.session: ClientSession | None = None
+        self.refresh: Callable[[], Awaitable[None]] | None = None  # imports the tools again
 
     async def __call__(self, message: IncomingMessage) -> None:
         if isinstance(message, Exception):
             logger.warning("codex-tools: the upstream MCP server sent a bad message: %s", message)
             return
-        if isinstance(message, types.ToolListChangedNotification) and self.session is not None:
-            await import_tools(self.session, self.registry)
+        if isinstance(message, types.ToolListChangedNotification) and self.refresh is not None:
+            await self.refresh()
         client = self.downstream.session
         if client is not None and isinstance(message, _PASSED_ON):
             await client.send_notification(message)
