@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from codex_tools import __version__
 
-__all__ = ["SUBCOMMANDS", "CLIError", "entry_point", "main"]
+__all__ = ["SUBCOMMANDS", "CLIError", "entry_point", "main", "seconds"]
 
 #: Module names under ``codex_tools._cli``, one per subcommand, in help order.
 SUBCOMMANDS = ("demo", "run", "mcp", "proxy", "metrics", "top")
@@ -25,6 +25,17 @@ SUBCOMMANDS = ("demo", "run", "mcp", "proxy", "metrics", "top")
 
 class CLIError(Exception):
     """A user mistake on the command line: printed as one line, exit status 2."""
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):

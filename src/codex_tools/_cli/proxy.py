@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from codex_tools import ToolRegistry
-from codex_tools._cli import CLIError
+from codex_tools._cli import CLIError, seconds
 from codex_tools._cli.mcp import add_serving_options, metrics_endpoint, serve_until_stopped
 
 __all__ = ["add_parser"]
@@ -32,14 +32,14 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--name", help="server name shown to clients (default: the upstream's)")
     parser.add_argument(
         "--startup-timeout",
-        type=_seconds,
+        type=seconds,
         default=60.0,
         metavar="SECONDS",
         help="how long the upstream has to start and list its tools (default 60)",
     )
     parser.add_argument(
         "--call-timeout",
-        type=_seconds,
+        type=seconds,
         metavar="SECONDS",
         help="fail a tool call the upstream has not answered in time, and cancel it there "
         "(default: wait as long as the client does)",
@@ -47,16 +47,6 @@ def add_parser(subparsers: Any) -> None:
     add_serving_options(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
     parser.set_defaults(handler=run)
-
-
-def _seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0 or seconds == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
-    return seconds
 
 
 def run(namespace: argparse.Namespace) -> int:
