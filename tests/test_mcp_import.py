@@ -92,6 +92,20 @@ async def test_every_page_is_imported_and_calls_are_forwarded_untouched() -> Non
     assert snapshot["broken"]["last_error"] == {"type": "ToolErrorResult", "message": "it broke"}
 
 
+async def test_a_tool_that_cannot_be_one_of_ours_costs_only_itself(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    upstream = Upstream(["a", "", "b", "a"])  # an empty name; a name listed twice
+    registry = ToolRegistry()
+    with anyio.fail_after(TIMEOUT):
+        async with Client(upstream.server) as client:
+            handles = await import_tools(client.session, registry)
+    assert [handle.name for handle in handles] == ["a", "b"]
+    left_out = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(left_out) == 2
+    assert "listed twice" in left_out[1]
+
+
 async def test_importing_again_follows_the_upstream_and_leaves_other_tools_alone() -> None:
     upstream = Upstream(["a", "b", "c"])
     registry = ToolRegistry()

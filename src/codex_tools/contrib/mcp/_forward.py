@@ -12,6 +12,7 @@ result, which our MCP server hands back unchanged. This is the one forwarding pa
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any
 
 import mcp_types as types
@@ -20,13 +21,17 @@ from mcp.client.session import ClientSession
 from codex_tools import (
     Tool,
     ToolContext,
+    ToolDefinitionError,
     ToolHandle,
     ToolNotFoundError,
     ToolRegistry,
     default_registry,
 )
+from codex_tools.contrib.mcp._text import clean_text
 
 __all__ = ["ToolErrorResult", "import_tools", "upstream_definition"]
+
+logger = logging.getLogger("codex_tools.contrib.mcp")
 
 
 class ToolErrorResult(Exception):
@@ -92,7 +97,9 @@ async def import_tools(
     to cancel it. Importing the same session again brings the registry in line with the
     upstream's list: changed tools are replaced and tools it no longer lists are
     removed. A name taken by any other tool raises
-    :class:`~codex_tools.ToolAlreadyRegisteredError`.
+    :class:`~codex_tools.ToolAlreadyRegisteredError`; a tool that cannot be one of ours
+    (an empty name, a name listed twice) is left out with a warning, so it costs only
+    itself.
     """
     tools = default_registry() if registry is None else registry
     listed: list[types.Tool] = []
@@ -111,17 +118,24 @@ async def import_tools(
         for tool in tools.tools()
         if isinstance(tool.fn, _Forward) and tool.fn.session is session
     }
-    handles = []
+    handles: list[ToolHandle] = []
+    names: set[str] = set()
     for definition in listed:
-        tool = Tool(
-            name=definition.name,
-            fn=_Forward(session, definition),
-            description=definition.description or "",
-            parameters=definition.input_schema,
-            timeout=call_timeout,
-        )
+        try:
+            if definition.name in names:
+                raise ToolDefinitionError(f"tool {definition.name!r} is listed twice")
+            tool = Tool(
+                name=definition.name,
+                fn=_Forward(session, definition),
+                description=definition.description or "",
+                parameters=definition.input_schema,
+                timeout=call_timeout,
+            )
+        except ToolDefinitionError as error:
+            logger.warning("codex-tools: an MCP tool is left out: %s", clean_text(str(error)))
+            continue
+        names.add(definition.name)
         handles.append(tools.register(tool, replace=definition.name in ours))
-    names = {definition.name for definition in listed}
     for name, tool in ours.items():
         if name not in names:
             with contextlib.suppress(ToolNotFoundError):  # someone else removed it first
