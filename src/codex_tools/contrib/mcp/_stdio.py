@@ -8,12 +8,13 @@ with U+FFFD in its place instead of ending the server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import math
 import os
-from collections.abc import AsyncIterator
+import stat
 from typing import Any
 
 import anyio
@@ -34,7 +35,6 @@ __all__ = [
     "encode",
     "nonblocking",
     "parse_messages",
-    "read_lines",
     "serve_over_stdio",
     "serve_stdio",
     "write_all",
@@ -98,25 +98,84 @@ async def parse_messages(
 
     A line that is not a message but has an ``id`` becomes an error for that id in
     ``unreadable``: the answer to a bad request, or (given ``messages`` itself) the
-    stand-in for a bad response, so that no request waits for ever.
+    stand-in for a bad response, so that no request waits for ever. Both streams must
+    be unbounded: lines are handed on as they arrive.
     """
-    async with messages:
-        async for line in read_lines(fd):
-            try:
-                message = decode(line)
-            except ValueError as error:
-                request_id = _id_of(line)
-                if request_id is None:  # nothing waits for it: the dispatcher logs and drops it
-                    await messages.send(error)
-                    continue
-                problem = types.ErrorData(
-                    code=types.INVALID_REQUEST, message="not a JSON-RPC message"
-                )
-                refusal = types.JSONRPCError(jsonrpc="2.0", id=request_id, error=problem)
-                with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    await unreadable.send(SessionMessage(refusal))
-            else:
-                await messages.send(SessionMessage(message))
+    lines = _Lines(messages, unreadable)
+    with messages:
+        if _is_pipe(fd):
+            await lines.read_pipe(fd)
+        else:  # a terminal or a file: its flags may be shared, so read in a thread
+            while chunk := await anyio.to_thread.run_sync(
+                os.read, fd, _CHUNK, abandon_on_cancel=True
+            ):
+                lines.data_received(chunk)
+            lines.eof_received()
+
+
+class _Lines(asyncio.Protocol):
+    """Split what arrives into lines and each line into a message, as it arrives.
+
+    An asyncio protocol rather than a read loop: the event loop calls it straight from
+    its selector, a quarter of the cost of waiting for the pipe in a task each time.
+    """
+
+    def __init__(
+        self,
+        messages: MemoryObjectSendStream[SessionMessage | Exception],
+        unreadable: MemoryObjectSendStream[Any],
+    ) -> None:
+        self._messages = messages
+        self._unreadable = unreadable
+        self._pending = b""
+        self._ended = asyncio.Event()
+
+    async def read_pipe(self, fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        pipe = os.fdopen(fd, "rb", buffering=0, closefd=False)
+        transport, _ = await loop.connect_read_pipe(lambda: self, pipe)
+        try:
+            await self._ended.wait()
+        finally:
+            transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        *lines, self._pending = (self._pending + data).split(b"\n")
+        for line in lines:
+            self._line(line)
+
+    def eof_received(self) -> None:
+        self._line(self._pending)
+        self._pending = b""
+        self._ended.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ended.set()
+
+    def _line(self, raw: bytes) -> None:
+        if not raw.strip():
+            return
+        line = raw.decode("utf-8", "replace")
+        try:
+            self._send(self._messages, SessionMessage(decode(line)))
+        except ValueError as error:
+            request_id = _id_of(line)
+            if request_id is None:  # nothing waits for it: the dispatcher logs and drops it
+                self._send(self._messages, error)
+                return
+            problem = types.ErrorData(code=types.INVALID_REQUEST, message="not a JSON-RPC message")
+            refusal = types.JSONRPCError(jsonrpc="2.0", id=request_id, error=problem)
+            self._send(self._unreadable, SessionMessage(refusal))
+
+    @staticmethod
+    def _send(stream: MemoryObjectSendStream[Any], item: object) -> None:
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            stream.send_nowait(item)
+
+
+def _is_pipe(fd: int) -> bool:
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 def _id_of(line: str) -> str | int | None:
@@ -152,29 +211,6 @@ async def _write_messages(wire: Wire, messages: MemoryObjectReceiveStream[Sessio
             data = encode(message)
             if data:
                 await write_all(wire.write_fd, data)
-
-
-async def read_lines(fd: int) -> AsyncIterator[str]:
-    """The lines (without the newline, decoded with U+FFFD for bad bytes) read from ``fd``."""
-    readable = nonblocking(fd)
-    pending = b""
-    while True:
-        if readable:
-            try:
-                chunk = os.read(fd, _CHUNK)
-            except BlockingIOError:
-                await anyio.wait_readable(fd)
-                continue
-        else:  # a terminal: its flags are shared with the shell, so read in a thread
-            chunk = await anyio.to_thread.run_sync(os.read, fd, _CHUNK, abandon_on_cancel=True)
-        if not chunk:
-            break
-        *lines, pending = (pending + chunk).split(b"\n")
-        for line in lines:
-            if line.strip():
-                yield line.decode("utf-8", "replace")
-    if pending.strip():
-        yield pending.decode("utf-8", "replace")
 
 
 async def write_all(fd: int, data: bytes) -> bool:
