@@ -279,6 +279,16 @@ class TestProgressAndCancellation:
         assert result.content[0].text == "done"
         assert seen == [(1, 3), (2, 3), (3, 3)]
 
+    def test_the_upstream_is_asked_for_progress_only_when_the_client_asked(
+        self, ours: Connected
+    ) -> None:
+        async def ignore(progress: float, total: float | None, message: str | None) -> None:
+            pass
+
+        asked = ours("call_tool", "progress_asked", {}, progress_callback=ignore)
+        not_asked = ours("call_tool", "progress_asked", {})
+        assert (asked.content[0].text, not_asked.content[0].text) == ("true", "false")
+
     def test_a_cancelled_call_is_cancelled_upstream(self, ours: Connected) -> None:
         async def cancel_after_first_progress() -> None:
             started = anyio.Event()

@@ -98,6 +98,12 @@ async def slow(steps: int, ctx: ToolContext) -> str:
 
 
 @tool
+def progress_asked(ctx: ToolContext) -> bool:
+    """Whether the caller asked for progress (the reporter knows)."""
+    return bool(getattr(ctx.get("progress"), "requested", False))
+
+
+@tool
 def slow_sync(steps: int, ctx: ToolContext) -> str:
     """The same from a sync tool, in its worker thread."""
     for step in range(1, steps + 1):
@@ -149,6 +155,7 @@ TOOLS = (
     picture,
     slow,
     slow_sync,
+    progress_asked,
     refuse,
     nap,
     crash,

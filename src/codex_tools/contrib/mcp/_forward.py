@@ -66,8 +66,11 @@ class _Forward:
         request = types.CallToolRequest(
             params=types.CallToolRequestParams(name=self.definition.name, arguments=arguments)
         )
+        progress = _codex_tools_context.get("progress")
+        if not getattr(progress, "requested", True):  # the upstream need not report
+            progress = None
         result = await self.session.send_request(
-            request, types.CallToolResult, progress_callback=_codex_tools_context.get("progress")
+            request, types.CallToolResult, progress_callback=progress
         )
         if result.is_error:
             raise ToolErrorResult(result)

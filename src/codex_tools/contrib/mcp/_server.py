@@ -113,7 +113,7 @@ def registry_server(
         context = {
             "originator": originator,
             "call_id": None if ctx.request_id is None else str(ctx.request_id),
-            "progress": _Progress(ctx.session),
+            "progress": _Progress(ctx.session, requested=_progress_requested(ctx)),
         }
         tools = await registry()
         known[:] = [tools]
@@ -237,6 +237,11 @@ def _listable(definition: types.Tool, version: str) -> types.Tool | None:
     return definition
 
 
+def _progress_requested(ctx: ServerRequestContext[Any]) -> bool:
+    meta = ctx.meta
+    return meta is not None and meta.get("progress_token") is not None
+
+
 class _Progress:
     """``ctx["progress"](progress, total=None, message=None)`` for a tool called over MCP.
 
@@ -246,9 +251,10 @@ class _Progress:
     nothing.
     """
 
-    __slots__ = ("_loop", "_sending", "_session")
+    __slots__ = ("_loop", "_sending", "_session", "requested")
 
-    def __init__(self, session: ServerSession) -> None:
+    def __init__(self, session: ServerSession, *, requested: bool) -> None:
+        self.requested = requested  # did the client ask? (a forwarded call asks only then)
         self._session = session
         self._loop = asyncio.get_running_loop()
         self._sending: set[asyncio.Task[None]] = set()  # a task nobody holds may vanish
