@@ -32,7 +32,12 @@ promises whatever a tool does:
   otherwise.
 - A tool may return MCP content (``mcp_types.ImageContent``, ``AudioContent``,
   ``EmbeddedResource``, ``ResourceLink``, a list of them, or a whole
-  ``CallToolResult``), which goes out as it is.
+  ``CallToolResult``), which goes out as it is; ``raise ToolErrorResult(result)``
+  sends its ``CallToolResult`` as it is and counts a failure.
+
+Imported tools forward each call untouched (the upstream validates it) and hand the
+upstream's ``CallToolResult`` back; served again by :func:`build_server` (as the
+``codex-tools proxy`` command does), they are listed as the upstream listed them.
 """
 
 from __future__ import annotations
