@@ -16,10 +16,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import _async, _merge, _scale, _sync
+from benchmarks import _adapter_pydantic_ai, _async, _merge, _scale, _sync, _timeouts
 from benchmarks._harness import Check, Row, Sizes
 
-SCENARIOS = (_sync.run, _async.run, _scale.run, _merge.run)
+SCENARIOS = (
+    _sync.run,
+    _async.run,
+    _scale.run,
+    _merge.run,
+    _timeouts.run,
+    _adapter_pydantic_ai.run,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
