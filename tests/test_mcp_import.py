@@ -81,6 +81,7 @@ async def test_every_page_is_imported_and_calls_are_forwarded_untouched() -> Non
                 await registry.ainvoke("broken", {})
     assert [handle.name for handle in handles] == ["a", "b", "c", "d", "broken"]
     assert registry.lookup("a").description == "Tool a."
+    assert registry.lookup("a").annotations == {"readOnlyHint": True}  # for adapters too
     assert upstream.received == [("c", odd), ("broken", {})]
     assert result.structured_content == {"got": odd}
     assert isinstance(failed.value.__cause__, ToolErrorResult)

@@ -222,6 +222,28 @@ class TestBuildServer:
         registry.register(Tool(name="off", fn=lambda: None, description="", enabled=False))
         return registry
 
+    async def test_annotations_are_listed_for_the_client_to_decide_on_approval(
+        self, registry: ToolRegistry
+    ) -> None:
+        @tool(title="Look up", read_only=True, destructive=False, open_world=False)
+        def look_up(key: str) -> str:
+            """Read a value."""
+            return key
+
+        registry.register(look_up)
+        with anyio.fail_after(TIMEOUT):
+            async with Client(build_server(registry)) as client:
+                listed = {each.name: each for each in (await client.list_tools()).tools}
+        hints = listed["look_up"].annotations
+        assert hints is not None
+        assert hints.model_dump(by_alias=True, exclude_none=True) == {
+            "title": "Look up",
+            "readOnlyHint": True,
+            "destructiveHint": False,
+            "openWorldHint": False,
+        }
+        assert listed["echo"].annotations is None
+
     async def test_calls_are_recorded_in_the_registry_metrics_and_telemetry(
         self, registry: ToolRegistry
     ) -> None:

@@ -152,8 +152,11 @@ def serve_until_stopped(serve: Callable[[], Awaitable[int]]) -> NoReturn:
             code = 1
         _exit(128 + stopped_by[0] if stopped_by else code)
 
+    from codex_tools._runners import new_loop
+
     try:
-        anyio.run(main)
+        # The core's loop: sync tools run on its bounded pool, as everywhere else.
+        anyio.run(main, backend_options={"loop_factory": new_loop})
     except KeyboardInterrupt:  # before the signal handler was in place
         _exit(130)
     _exit(1)  # not reached: main ends the process

@@ -133,6 +133,7 @@ async def import_tools(
                 description=definition.description or "",
                 parameters=definition.input_schema,
                 timeout=call_timeout,
+                annotations=definition.annotations,
             )
         except ToolDefinitionError as error:
             logger.warning("codex-tools: an MCP tool is left out: %s", clean_text(str(error)))

@@ -213,7 +213,7 @@ def _definition(tool: Tool) -> types.Tool:
             if upstream.name == tool.name
             else upstream.model_copy(update={"name": tool.name})
         )
-    annotations = getattr(tool, "annotations", None)  # a core field from codex-tools 0.2
+    annotations = tool.annotations
     return types.Tool(
         name=tool.name,
         # Clients (and the conformance suite) expect every tool to say something.
