@@ -42,6 +42,8 @@ demo: $(CORE)
 
 bench: $(DEV)
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.mcp_bench
+	$(BIN)/python -m benchmarks.mcp_conformance
 
 soak: $(DEV)
 	$(BIN)/python -m benchmarks.soak

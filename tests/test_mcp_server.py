@@ -4,7 +4,6 @@ and `build_server` in process where the registry's side is what is being checked
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
 import runpy
 import socket
@@ -12,7 +11,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +20,25 @@ import pydantic
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.shared.exceptions import MCPError
 from prometheus_client.parser import text_string_to_metric_families
 
 import codex_tools
 from codex_tools import Tool, ToolRegistry, telemetry, tool
 from codex_tools.contrib.mcp import build_server, tool_result
+from mcp_clients import Connected, connect
 
 TOOLS_MODULE = Path(__file__).parent / "mcp_server" / "tools_module.py"
 TIMEOUT = 30  # seconds for a whole scenario; spawning the server takes about one
 
 
+COMMAND = [sys.executable, "-m", "codex_tools", "mcp"]
+
+
 @asynccontextmanager
 async def mcp_server(errlog: Path, *args: str) -> AsyncIterator[Client]:
     """A client connected to ``python -m codex_tools mcp ARGS``, its stderr in ``errlog``."""
-    params = StdioServerParameters(command=sys.executable, args=["-m", "codex_tools", "mcp", *args])
+    params = StdioServerParameters(command=sys.executable, args=[*COMMAND[1:], *args])
     with errlog.open("w") as stderr:
         transport = stdio_client(params, errlog=stderr)
         async with Client(transport, read_timeout_seconds=TIMEOUT) as client:
@@ -59,25 +63,29 @@ def text_of(result: Any) -> str:
     return text
 
 
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Connected]:
+    """One `codex-tools mcp tools_module.py` for the tests that only call it."""
+    errlog = tmp_path_factory.mktemp("served") / "stderr"
+    with ExitStack() as stack:
+        yield connect(stack, [*COMMAND, str(TOOLS_MODULE)], errlog)
+
+
 class TestServingAModuleOverStdio:
-    async def test_every_tool_is_listed_with_its_registry_description_and_schema(
-        self, tmp_path: Path, served_tools: dict[str, Tool]
+    def test_every_tool_is_listed_with_its_registry_description_and_schema(
+        self, served: Connected, served_tools: dict[str, Tool]
     ) -> None:
-        with anyio.fail_after(TIMEOUT):
-            async with mcp_server(tmp_path / "stderr", str(TOOLS_MODULE)) as client:
-                listed = (await client.list_tools()).tools
+        listed = served("list_tools").tools
         assert {each.name for each in listed} == set(served_tools)
         for each in listed:
             assert each.description == served_tools[each.name].description
             assert each.input_schema == served_tools[each.name].parameters
 
-    async def test_a_good_call_returns_its_output_and_sees_the_mcp_context(
-        self, tmp_path: Path
+    def test_a_good_call_returns_its_output_and_sees_the_mcp_context(
+        self, served: Connected
     ) -> None:
-        with anyio.fail_after(TIMEOUT):
-            async with mcp_server(tmp_path / "stderr", str(TOOLS_MODULE)) as client:
-                added = await client.call_tool("add", {"a": 2, "b": 40})
-                described = await client.call_tool("describe_call", {"topic": "weather"})
+        added = served("call_tool", "add", {"a": 2, "b": 40})
+        described = served("call_tool", "describe_call", {"topic": "weather"})
         assert not added.is_error
         assert text_of(added) == "42"
         assert not described.is_error
@@ -88,38 +96,31 @@ class TestServingAModuleOverStdio:
         }
         assert described.structured_content["call_id"]  # the JSON-RPC request id
 
-    async def test_failures_are_error_results_and_the_server_keeps_serving(
-        self, tmp_path: Path
+    def test_failures_are_error_results_and_the_server_keeps_serving(
+        self, served: Connected
     ) -> None:
-        with anyio.fail_after(TIMEOUT):
-            async with mcp_server(tmp_path / "stderr", str(TOOLS_MODULE)) as client:
-                raised = await client.call_tool("divide", {"a": 1, "b": 0})
-                bad_arguments = await client.call_tool("add", {"a": "one"})
-                unknown = await client.call_tool("no_such_tool", {})
-                still_fine = await client.call_tool("divide", {"a": 1, "b": 4})
+        raised = served("call_tool", "divide", {"a": 1, "b": 0})
+        bad_arguments = served("call_tool", "add", {"a": "one"})
+        with pytest.raises(MCPError) as unknown:  # spec 2025-11-25: a protocol error
+            served("call_tool", "no_such_tool", {})
+        still_fine = served("call_tool", "divide", {"a": 1, "b": 4})
         assert raised.is_error
         assert "ZeroDivisionError" in text_of(raised)
         assert "division by zero" in text_of(raised)
         assert bad_arguments.is_error
         assert "invalid arguments for tool 'add'" in text_of(bad_arguments)
-        assert unknown.is_error
-        assert "no_such_tool" in text_of(unknown)
+        assert unknown.value.code == -32602
+        assert "no_such_tool" in unknown.value.message
         assert not still_fine.is_error
         assert text_of(still_fine) == "0.25"
 
-    async def test_nothing_but_the_protocol_reaches_stdout(
-        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
-    ) -> None:
-        caplog.set_level(logging.WARNING)
-        errlog = tmp_path / "stderr"
-        with anyio.fail_after(TIMEOUT):
-            async with mcp_server(errlog, str(TOOLS_MODULE)) as client:
-                await client.call_tool("add", {"a": 1, "b": 2})  # prints
-        # The client logs every stdout line that is not JSON-RPC.
-        assert not [record for record in caplog.records if record.name.startswith("mcp")]
-        stderr = errlog.read_text()
+    def test_nothing_but_the_protocol_reaches_stdout(self, served: Connected) -> None:
+        served("call_tool", "add", {"a": 1, "b": 2})  # prints
+        assert served.faults == []  # no stdout line the client could not read
+        stderr = served.errlog.read_text()
         assert "tools_module: registering tools" in stderr  # printed on import
         assert "adding 1 and 2" in stderr  # printed by the tool
+        assert "serving" not in stderr  # quiet without --verbose
 
     async def test_attr_serves_the_registry_it_names(self, tmp_path: Path) -> None:
         with anyio.fail_after(TIMEOUT):
@@ -134,7 +135,9 @@ class TestMetricsPort:
     async def test_prometheus_scrapes_the_counts_of_the_calls_served(self, tmp_path: Path) -> None:
         errlog = tmp_path / "stderr"
         with anyio.fail_after(TIMEOUT):
-            async with mcp_server(errlog, str(TOOLS_MODULE), "--metrics-port", "0") as client:
+            async with mcp_server(
+                errlog, str(TOOLS_MODULE), "--metrics-port", "0", "--verbose"
+            ) as client:
                 for a in (1, 2):
                     await client.call_tool("add", {"a": a, "b": 1})
                 await client.call_tool("divide", {"a": 1, "b": 0})
@@ -219,6 +222,28 @@ class TestBuildServer:
         registry.register(Tool(name="off", fn=lambda: None, description="", enabled=False))
         return registry
 
+    async def test_annotations_are_listed_for_the_client_to_decide_on_approval(
+        self, registry: ToolRegistry
+    ) -> None:
+        @tool(title="Look up", read_only=True, destructive=False, open_world=False)
+        def look_up(key: str) -> str:
+            """Read a value."""
+            return key
+
+        registry.register(look_up)
+        with anyio.fail_after(TIMEOUT):
+            async with Client(build_server(registry)) as client:
+                listed = {each.name: each for each in (await client.list_tools()).tools}
+        hints = listed["look_up"].annotations
+        assert hints is not None
+        assert hints.model_dump(by_alias=True, exclude_none=True) == {
+            "title": "Look up",
+            "readOnlyHint": True,
+            "destructiveHint": False,
+            "openWorldHint": False,
+        }
+        assert listed["echo"].annotations is None
+
     async def test_calls_are_recorded_in_the_registry_metrics_and_telemetry(
         self, registry: ToolRegistry
     ) -> None:
@@ -227,7 +252,8 @@ class TestBuildServer:
             async with Client(build_server(registry)) as client:
                 await client.call_tool("echo", {"text": "hi"})
                 await client.call_tool("broken", {})
-                await client.call_tool("missing", {})
+                with pytest.raises(MCPError):
+                    await client.call_tool("missing", {})
         snapshot = registry.metrics()
         assert (snapshot["echo"]["success"], snapshot["echo"]["failure"]) == (1, 0)
         assert (snapshot["broken"]["success"], snapshot["broken"]["failure"]) == (0, 1)

@@ -6,7 +6,6 @@ import contextlib
 import importlib
 import io
 import json
-import re
 import socket
 import sys
 import threading
@@ -152,8 +151,7 @@ def test_the_cli_endpoint_serves_json_without_the_prometheus_extra(
         importlib.import_module("codex_tools.contrib.prometheus")
 
     stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr), _metrics_endpoint(busy, 0):
-        [url] = re.findall(r"metrics at (http://127\.0\.0\.1:\d+)/metrics\n", stderr.getvalue())
+    with contextlib.redirect_stderr(stderr), _metrics_endpoint(busy, 0) as url:
         json_status, _, body = fetch(f"{url}/metrics.json")
         text_status, _, hint = fetch(f"{url}/metrics")
     assert (json_status, json.loads(body)["one"]["success"]) == (200, 3)

@@ -17,14 +17,25 @@ from typing import NoReturn
 
 from codex_tools import __version__
 
-__all__ = ["SUBCOMMANDS", "CLIError", "entry_point", "main"]
+__all__ = ["SUBCOMMANDS", "CLIError", "entry_point", "main", "seconds"]
 
 #: Module names under ``codex_tools._cli``, one per subcommand, in help order.
-SUBCOMMANDS = ("demo", "run", "mcp", "metrics", "top")
+SUBCOMMANDS = ("demo", "run", "mcp", "proxy", "metrics", "top")
 
 
 class CLIError(Exception):
     """A user mistake on the command line: printed as one line, exit status 2."""
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,9 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"codex-tools {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in SUBCOMMANDS:
+    args = sys.argv[1:] if argv is None else list(argv)
+    # Only the command asked for is imported: `mcp` and `proxy` answer their client
+    # sooner without rich and the auto-run loop.
+    chosen = args[:1] if args[:1] and args[0] in SUBCOMMANDS else SUBCOMMANDS
+    for command in chosen:
         import_module(f"codex_tools._cli.{command}").add_parser(subparsers)
-    namespace = parser.parse_args(argv)
+    namespace = parser.parse_args(args)
     try:
         code: int = namespace.handler(namespace)
     except CLIError as error:

@@ -1,22 +1,35 @@
 """``codex-tools mcp MODULE[:ATTR]``: serve a module's tools to MCP clients over stdio.
 
-stdout carries the protocol and nothing else: the module is imported with ``print``
-sent to stderr, and every message of ours goes to stderr too.
+stdout carries the protocol and nothing else, from the first line of the command to
+its exit: the protocol gets private copies of stdin and stdout, and fd 1 and
+``sys.stdout`` point at stderr for everything else (the module's prints at import, its
+tools, their child processes, threads printing at exit).
+
+Start-up is ordered for clients that wait on ``initialize`` (Claude Code gives up after
+about 3 s, Codex CLI starts its first turn without the tools): the server answers
+``initialize`` as soon as the ``mcp`` SDK is imported, and imports MODULE in a worker
+thread meanwhile; ``tools/list`` and ``tools/call`` wait for it. SIGINT and SIGTERM
+end the command at once, as does the client closing stdin; calls still running are
+abandoned (a thread cannot be stopped, and it does not keep the process alive).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import os
+import signal
 import sys
-from collections.abc import Iterator
-from typing import Any
+import traceback
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, NoReturn
 
-from codex_tools import ToolRegistry
+from codex_tools import ToolRegistry, __version__
 from codex_tools._cli import CLIError
 from codex_tools._cli._loading import load_registry
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "add_serving_options", "metrics_endpoint", "serve_until_stopped"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -31,13 +44,21 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--name", default="codex-tools", help="server name shown to clients (default codex-tools)"
     )
+    add_serving_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_serving_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``mcp`` and ``proxy`` share."""
     parser.add_argument(
         "--metrics-port",
         type=_port,
         metavar="N",
         help="also serve Prometheus metrics on 127.0.0.1:N (0 picks a free port)",
     )
-    parser.set_defaults(handler=run)
+    parser.add_argument(
+        "--verbose", action="store_true", help="say on stderr what is served, and where"
+    )
 
 
 def _port(text: str) -> int:
@@ -47,26 +68,121 @@ def _port(text: str) -> int:
 
 
 def run(namespace: argparse.Namespace) -> int:
+    from codex_tools._stdio import claim_stdio
+
+    claim_stdio()  # before anything else can print
     try:
-        from codex_tools.contrib.mcp import serve_stdio
+        import anyio
+
+        from codex_tools.contrib.mcp._server import registry_server
+        from codex_tools.contrib.mcp._stdio import serve_over_stdio
     except ImportError as error:
         raise CLIError(str(error)) from None
-    with contextlib.redirect_stdout(sys.stderr):
-        registry = load_registry(namespace.module)
-    with _metrics_endpoint(registry, namespace.metrics_port):
-        names = ", ".join(sorted(each.name for each in registry.tools()))
-        print(f"codex-tools: serving {names} over MCP on stdio", file=sys.stderr, flush=True)
-        serve_stdio(registry, namespace.name)
-    return 0
+
+    async def serve() -> int:
+        loaded = asyncio.Event()
+        found: list[ToolRegistry] = []
+
+        async def registry() -> ToolRegistry:
+            await loaded.wait()
+            return found[0]
+
+        server = registry_server(registry, namespace.name, version=__version__, instructions=None)
+        served = asyncio.Event()
+
+        async def serve_until_stdin_closes() -> None:
+            await serve_over_stdio(server, server.create_initialization_options())
+            served.set()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(serve_until_stdin_closes)
+            # Waited for even when stdin closes first: a module that cannot be imported
+            # is reported, and the exit status says so.
+            found.append(await anyio.to_thread.run_sync(load_registry, namespace.module))
+            with metrics_endpoint(found[0], namespace.metrics_port, verbose=namespace.verbose):
+                if namespace.verbose:
+                    names = ", ".join(sorted(each.name for each in found[0].tools()))
+                    print(f"codex-tools: serving {names} over MCP on stdio", file=sys.stderr)
+                loaded.set()
+                await served.wait()
+        return 0
+
+    serve_until_stopped(serve)
+
+
+def serve_until_stopped(serve: Callable[[], Awaitable[int]]) -> NoReturn:
+    """Run ``serve`` until it returns its exit status or SIGINT/SIGTERM comes, then end
+    the process.
+
+    The process ends there and then, from inside the event loop (``os._exit``): a tool
+    thread still running (which the loop's shutdown would wait for), or one the tools
+    module started, must not keep a server alive that its client has left. A
+    :class:`CLIError` is one line on stderr and exit status 2; a signal exits with 128
+    plus its number.
+    """
+    import anyio
+
+    # A pipe whose reader left is an error to handle (EPIPE), not a reason to die
+    # silently: the client still gets its answers when an upstream goes away.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    async def main() -> NoReturn:
+        stopped_by: list[int] = []
+        code = 0
+        try:
+            async with anyio.create_task_group() as tasks:
+
+                async def stop_on_signal() -> None:
+                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        async for signum in signals:
+                            stopped_by.append(signum)
+                            tasks.cancel_scope.cancel()
+
+                tasks.start_soon(stop_on_signal)
+                code = await serve()
+                tasks.cancel_scope.cancel()
+        except* CLIError as group:
+            error: BaseException = group
+            while isinstance(error, BaseExceptionGroup):  # task groups nest them
+                error = error.exceptions[0]
+            print(f"codex-tools: error: {error}", file=sys.stderr)
+            code = 2
+        except* Exception:  # noqa: BLE001  (a bug of ours: worth an operator's attention, in full)
+            traceback.print_exc()
+            code = 1
+        _exit(128 + stopped_by[0] if stopped_by else code)
+
+    from codex_tools._runners import new_loop
+
+    try:
+        # The core's loop: sync tools run on its bounded pool, as everywhere else.
+        anyio.run(main, backend_options={"loop_factory": new_loop})
+    except KeyboardInterrupt:  # before the signal handler was in place
+        _exit(130)
+    _exit(1)  # not reached: main ends the process
+
+
+def _exit(code: int) -> NoReturn:
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @contextlib.contextmanager
-def _metrics_endpoint(registry: ToolRegistry, port: int | None) -> Iterator[None]:
+def metrics_endpoint(registry: ToolRegistry, port: int | None, *, verbose: bool) -> Iterator[None]:
+    """Serve the metrics on 127.0.0.1 while the block runs, if a port is given."""
+    with _metrics_endpoint(registry, port) as url:
+        if verbose and url is not None:
+            print(f"codex-tools: metrics at {url}/metrics", file=sys.stderr, flush=True)
+        yield
+
+
+@contextlib.contextmanager
+def _metrics_endpoint(registry: ToolRegistry, port: int | None) -> Iterator[str | None]:
     """Serve ``/metrics`` and ``/metrics.json`` on 127.0.0.1 while the block runs, if a
-    port is given. Without prometheus_client, ``/metrics.json`` (all that
+    port is given; yields its URL. Without prometheus_client, ``/metrics.json`` (all that
     ``codex-tools top`` reads) is still served, and ``/metrics`` says what to install."""
     if port is None:
-        yield
+        yield None
         return
     from codex_tools._endpoint import MetricsServer
 
@@ -82,8 +198,7 @@ def _metrics_endpoint(registry: ToolRegistry, port: int | None) -> Iterator[None
         server = start()
     except OSError as error:
         raise CLIError(f"cannot serve metrics on 127.0.0.1:{port}: {error.strerror}") from None
-    print(f"codex-tools: metrics at {server.url}/metrics", file=sys.stderr, flush=True)
     try:
-        yield
+        yield server.url
     finally:
         server.close()

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from codex_tools import ToolDefinitionError, ToolRegistry
-from codex_tools._cli import CLIError
+from codex_tools._cli import CLIError, seconds
 from codex_tools._cli._calls import print_calls
 from codex_tools._cli._loading import load_registry
 from codex_tools._cli._table import metrics_table, printable
@@ -29,16 +29,6 @@ def _positive(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
     return value
 
 
@@ -87,7 +77,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds,
         default=60.0,
         metavar="SECONDS",
         help="most seconds to wait for each answer of the model (default 60)",

@@ -1,0 +1,259 @@
+"""MCP over this process's stdin and stdout, with nothing else on stdout, ever.
+
+Unlike ``mcp.server.stdio``, the streams are taken for the rest of the process
+(:func:`codex_tools._stdio.claim_stdio`), so text printed at exit cannot reach the
+client either; and a message whose text UTF-8 cannot carry (a lone surrogate) goes out
+with U+FFFD in its place instead of ending the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import stat
+from typing import Any
+
+import anyio
+import mcp_types as types
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.server.lowlevel import Server
+from mcp.server.models import InitializationOptions
+from mcp.shared.message import SessionMessage
+
+from codex_tools import ToolRegistry, __version__
+from codex_tools._stdio import Wire, claim_stdio
+from codex_tools.contrib.mcp._server import build_server
+from codex_tools.contrib.mcp._text import clean_text
+
+__all__ = [
+    "aserve_stdio",
+    "decode",
+    "encode",
+    "nonblocking",
+    "parse_messages",
+    "serve_over_stdio",
+    "serve_stdio",
+    "write_all",
+]
+
+logger = logging.getLogger("codex_tools.contrib.mcp")
+
+_CHUNK = 1 << 16
+
+
+async def aserve_stdio(
+    registry: ToolRegistry | None = None,
+    name: str = "codex-tools",
+    *,
+    version: str = __version__,
+    instructions: str | None = None,
+) -> None:
+    """Serve ``registry`` over stdin and stdout until the client closes stdin.
+
+    From the first call on, ``sys.stdout`` and the process's fd 1 point at stderr (and
+    fd 0 at the null device), so a stray ``print`` in a tool, a child process it starts
+    or a thread printing at exit cannot corrupt the protocol.
+    """
+    server = build_server(registry, name, version=version, instructions=instructions)
+    await serve_over_stdio(server, server.create_initialization_options())
+
+
+def serve_stdio(
+    registry: ToolRegistry | None = None,
+    name: str = "codex-tools",
+    *,
+    version: str = __version__,
+    instructions: str | None = None,
+) -> None:
+    """Blocking :func:`aserve_stdio`, for a script's last line."""
+    anyio.run(lambda: aserve_stdio(registry, name, version=version, instructions=instructions))
+
+
+async def serve_over_stdio(server: Server[Any], options: InitializationOptions) -> None:
+    """Run ``server`` on the claimed stdin and stdout until stdin closes."""
+    wire = claim_stdio()
+    read_send, read_receive = anyio.create_memory_object_stream[SessionMessage | Exception](
+        math.inf
+    )
+    write_send, write_receive = anyio.create_memory_object_stream[SessionMessage](math.inf)
+    async with anyio.create_task_group() as tasks:
+        # A bad request with an id is answered (-32600) on the write stream.
+        tasks.start_soon(parse_messages, wire.read_fd, read_send, write_send)
+        tasks.start_soon(server.run, read_receive, write_send, options)
+        # The server closes its write stream when it is done: all written, all sent.
+        await _write_messages(wire, write_receive)
+        tasks.cancel_scope.cancel()
+
+
+async def parse_messages(
+    fd: int,
+    messages: MemoryObjectSendStream[SessionMessage | Exception],
+    unreadable: MemoryObjectSendStream[Any],
+) -> None:
+    """Read JSON-RPC messages, one a line, from ``fd`` into ``messages`` until end of file.
+
+    A line that is not a message but has an ``id`` becomes an error for that id in
+    ``unreadable``: the answer to a bad request, or (given ``messages`` itself) the
+    stand-in for a bad response, so that no request waits for ever. Both streams must
+    be unbounded: lines are handed on as they arrive.
+    """
+    lines = _Lines(messages, unreadable)
+    with messages:
+        if _is_pipe(fd):
+            await lines.read_pipe(fd)
+        else:  # a terminal or a file: its flags may be shared, so read in a thread
+            while chunk := await anyio.to_thread.run_sync(
+                os.read, fd, _CHUNK, abandon_on_cancel=True
+            ):
+                lines.data_received(chunk)
+            lines.eof_received()
+
+
+class _Lines(asyncio.Protocol):
+    """Split what arrives into lines and each line into a message, as it arrives.
+
+    An asyncio protocol rather than a read loop: the event loop calls it straight from
+    its selector, a quarter of the cost of waiting for the pipe in a task each time.
+    """
+
+    def __init__(
+        self,
+        messages: MemoryObjectSendStream[SessionMessage | Exception],
+        unreadable: MemoryObjectSendStream[Any],
+    ) -> None:
+        self._messages = messages
+        self._unreadable = unreadable
+        self._pending = b""
+        self._ended = asyncio.Event()
+
+    async def read_pipe(self, fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        pipe = os.fdopen(fd, "rb", buffering=0, closefd=False)
+        transport, _ = await loop.connect_read_pipe(lambda: self, pipe)
+        try:
+            await self._ended.wait()
+        finally:
+            transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        *lines, self._pending = (self._pending + data).split(b"\n")
+        for line in lines:
+            self._line(line)
+
+    def eof_received(self) -> None:
+        self._line(self._pending)
+        self._pending = b""
+        self._ended.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ended.set()
+
+    def _line(self, raw: bytes) -> None:
+        if not raw.strip():
+            return
+        line = raw.decode("utf-8", "replace")
+        try:
+            self._send(self._messages, SessionMessage(decode(line)))
+        except ValueError as error:
+            request_id = _id_of(line)
+            if request_id is None:  # nothing waits for it: the dispatcher logs and drops it
+                self._send(self._messages, error)
+                return
+            problem = types.ErrorData(code=types.INVALID_REQUEST, message="not a JSON-RPC message")
+            refusal = types.JSONRPCError(jsonrpc="2.0", id=request_id, error=problem)
+            self._send(self._unreadable, SessionMessage(refusal))
+
+    @staticmethod
+    def _send(stream: MemoryObjectSendStream[Any], item: object) -> None:
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            stream.send_nowait(item)
+
+
+def _is_pipe(fd: int) -> bool:
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def _id_of(line: str) -> str | int | None:
+    """The request id of a line that is JSON but not a JSON-RPC message, if it has one."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    request_id = data.get("id") if isinstance(data, dict) else None
+    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+        return None
+    return request_id
+
+
+def decode(line: str) -> types.JSONRPCMessage:
+    """One JSON-RPC message; also one that escapes a lone surrogate (``"\\ud800"``, as
+    JavaScript's ``JSON.stringify`` writes it), which pydantic's parser refuses: dropped,
+    it would leave its request unanswered for ever."""
+    try:
+        return types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+    except ValueError as error:
+        try:
+            data = json.loads(line)
+        except ValueError:
+            raise error from None
+        return types.jsonrpc_message_adapter.validate_python(data, by_name=False)
+
+
+async def _write_messages(wire: Wire, messages: MemoryObjectReceiveStream[SessionMessage]) -> None:
+    nonblocking(wire.write_fd)
+    async with messages:
+        async for message in messages:
+            data = encode(message)
+            if data:
+                await write_all(wire.write_fd, data)
+
+
+async def write_all(fd: int, data: bytes) -> bool:
+    """Write all of ``data``, waiting in the event loop while a non-blocking pipe is full;
+    False if the reader is gone."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            await anyio.wait_writable(fd)
+            continue
+        except OSError:
+            return False
+        view = view[written:]
+    return True
+
+
+def nonblocking(fd: int) -> bool:
+    """Make a pipe non-blocking for the event loop; a terminal stays as it is."""
+    if os.isatty(fd):
+        return False
+    os.set_blocking(fd, False)
+    return True
+
+
+def encode(message: SessionMessage) -> bytes:
+    """One line of JSON for ``message``; one that cannot be encoded still answers its request."""
+    body = message.message
+    try:
+        return body.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+    except ValueError:  # pydantic's serialisation error: text UTF-8 cannot carry
+        pass
+    try:
+        data = body.model_dump(by_alias=True, exclude_unset=True, mode="json")
+        return clean_text(json.dumps(data, ensure_ascii=False)).encode() + b"\n"
+    except (ValueError, TypeError):
+        logger.exception("codex-tools: an MCP message could not be encoded")
+    if isinstance(body, types.JSONRPCResponse | types.JSONRPCError):
+        error = types.JSONRPCError(
+            jsonrpc="2.0",
+            id=body.id,
+            error=types.ErrorData(code=types.INTERNAL_ERROR, message="response not encodable"),
+        )
+        return error.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+    return b""

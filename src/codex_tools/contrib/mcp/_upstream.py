@@ -1,0 +1,84 @@
+"""The upstream MCP server of the proxy, as a process: its pipes, and how it is stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.shared.message import SessionMessage
+
+from codex_tools.contrib.mcp._stdio import encode, nonblocking, parse_messages, write_all
+
+__all__ = ["how_it_ended", "read_upstream", "stop", "write_upstream"]
+
+#: Seconds the upstream has to exit after its stdin closes, and again after SIGTERM.
+_STOP_TIMEOUT = 2.0
+
+
+async def read_upstream(
+    fd: int, messages: MemoryObjectSendStream[SessionMessage | Exception], gone: anyio.Event
+) -> None:
+    """Its messages into ``messages``; ``gone`` is set when its stdout closes, however.
+    An answer that cannot be read reaches its request as an error."""
+    try:
+        await parse_messages(fd, messages, messages)
+    finally:
+        gone.set()
+
+
+async def write_upstream(fd: int, messages: MemoryObjectReceiveStream[SessionMessage]) -> None:
+    """``messages`` to its stdin, until it or they are gone."""
+    nonblocking(fd)
+    async with messages:
+        async for message in messages:
+            if not await write_all(fd, encode(message)):
+                return  # the upstream is gone; its reader says so
+
+
+async def stop(upstream: subprocess.Popen[bytes]) -> None:
+    """Close the upstream's stdin, then SIGTERM and SIGKILL its process group, each
+    after a bounded wait; the spec's order (lifecycle, shutdown)."""
+    for pipe in (upstream.stdin, upstream.stdout):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+    for stop in (None, _terminate, _kill):
+        if stop is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                stop(upstream)
+        if await _exited(upstream):
+            return
+
+
+def _terminate(upstream: subprocess.Popen[bytes]) -> None:
+    if hasattr(os, "killpg"):  # the upstream and whatever it started
+        os.killpg(upstream.pid, signal.SIGTERM)
+    else:
+        upstream.terminate()
+
+
+def _kill(upstream: subprocess.Popen[bytes]) -> None:
+    if hasattr(os, "killpg"):
+        os.killpg(upstream.pid, signal.SIGKILL)
+    else:
+        upstream.kill()
+
+
+async def _exited(upstream: subprocess.Popen[bytes]) -> bool:
+    with anyio.move_on_after(_STOP_TIMEOUT):
+        while upstream.poll() is None:  # noqa: ASYNC110  (a child's exit has no event to wait on)
+            await anyio.sleep(0.01)
+    return upstream.returncode is not None
+
+
+async def how_it_ended(upstream: subprocess.Popen[bytes]) -> str:
+    if not await _exited(upstream):
+        return "it closed its stdout"
+    code = upstream.returncode
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit status {code}"
