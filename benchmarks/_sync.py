@@ -15,7 +15,7 @@ from typing import Any
 from benchmarks._harness import Check, Row, Run, Sizes, interleave, loop, ns
 from benchmarks._tools import ARGS, add, calls, fresh_registry
 from codex_tools import telemetry
-from codex_tools._registry import _succeed
+from codex_tools._call import FIRST_TRY, begin, succeed
 
 __all__ = ["run"]
 
@@ -175,9 +175,10 @@ def run(sizes: Sizes, check: Check) -> list[Row]:
     direct = {"p": time.perf_counter_ns, "f": add.fn, "v": add._signature.validator, "args": ARGS}
     record_ns = {
         "p": time.perf_counter_ns,
-        "begin": registry._begin,
-        "succeed": _succeed,  # private: scenario 2 times the record on its own
-        "tool": registry.lookup("add_record"),
+        "begin": begin,
+        "metrics": registry._metrics,
+        "first": FIRST_TRY,
+        "succeed": succeed,  # private: scenario 2 times the record on its own
     }
     prometheus_cases, prometheus_verify = _prometheus(check)
     otel_cases, otel_verify = _opentelemetry_sdk(check)
@@ -189,7 +190,7 @@ def run(sizes: Sizes, check: Check) -> list[Row]:
         "invoke": loop('invoke("add", args)', _invoke_namespace(registry)),
         "invoke_json": loop('invoke("add_json", text, context)', _invoke_namespace(registry)),
         "record": loop(
-            "shard, tags, meta = begin(tool, None, None, 0); t = p(); "
+            "shard, meta = begin(metrics, 'add_record', {}, None, None, first); t = p(); "
             "succeed(shard, meta, None, p() - t)",
             record_ns,
         ),

@@ -4,6 +4,7 @@ from codex_tools import telemetry
 
 def test_public_names_are_pinned() -> None:
     assert codex_tools.__all__ == [
+        "MeasuredCall",
         "RetryPolicy",
         "Tool",
         "ToolAlreadyRegisteredError",
@@ -23,6 +24,7 @@ def test_public_names_are_pinned() -> None:
         "exponential_backoff",
         "invoke",
         "lookup",
+        "measure",
         "metrics",
         "register",
         "reset_metrics",

@@ -22,11 +22,13 @@ from codex_tools._errors import (
     ToolNotFoundError,
     ToolTimeoutError,
 )
+from codex_tools._measure import MeasuredCall
 from codex_tools._registry import ToolHandle, ToolRegistry
 from codex_tools._retry import RetryPolicy, exponential_backoff
 from codex_tools._tool import Tool, ToolContext, tool
 
 __all__ = [
+    "MeasuredCall",
     "RetryPolicy",
     "Tool",
     "ToolAlreadyRegisteredError",
@@ -46,6 +48,7 @@ __all__ = [
     "exponential_backoff",
     "invoke",
     "lookup",
+    "measure",
     "metrics",
     "register",
     "reset_metrics",
@@ -106,6 +109,14 @@ async def ainvoke(
 ) -> Any:
     """Invoke a tool of the default registry without blocking the event loop."""
     return await _default.ainvoke(name, args, context)
+
+
+def measure(
+    name: str, arguments: Any = None, context: Mapping[str, Any] | None = None
+) -> MeasuredCall:
+    """Count a call that runs elsewhere on the default registry; see
+    :meth:`ToolRegistry.measure`."""
+    return _default.measure(name, arguments, context)
 
 
 def metrics() -> dict[str, dict[str, Any]]:

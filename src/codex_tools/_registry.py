@@ -1,50 +1,47 @@
-"""The tool registry: registration, invocation and the metrics of every call.
+"""The tool registry: registration, and the two thin drivers of the call core.
 
-Invocation is one core shared by two thin drivers. ``_begin`` (count the start, emit the
-start event), ``_arguments`` (validate, inject the context), ``_succeed`` and ``_fail``
-(count the end, emit the end event, apply ``on_error``) do no I/O; ``invoke`` and
-``ainvoke`` only add how the tool is called and how a retry waits.
+``invoke`` and ``ainvoke`` add to the core (``_call``: count, announce, validate, end)
+only how the tool is called and how a retry waits; where it runs when not inline, and
+how long the caller waits for it, is ``_runners``'.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextvars
 import dataclasses
-import itertools
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Mapping
-from types import MappingProxyType
-from typing import Any, TypeVar, cast
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from pydantic import ValidationError
-
-from codex_tools import telemetry as _telemetry
+from codex_tools import _call
+from codex_tools._call import (
+    FIRST_TRY,
+    arguments,
+    begin,
+    fail,
+    running,
+    succeed,
+    tags,
+    tool_context,
+)
 from codex_tools._errors import (
     ToolAlreadyRegisteredError,
-    ToolArgumentsError,
     ToolDisabledError,
     ToolExecutionError,
     ToolNotFoundError,
-    ToolTimeoutError,
 )
-from codex_tools._metrics import MetricsStore, Shard, error_info
+from codex_tools._measure import NO_METADATA, MeasuredCall
+from codex_tools._metrics import MetricsStore
 from codex_tools._retry import backoff_delay
-from codex_tools._tool import Tool, ToolContext, tool
+from codex_tools._runners import call_async, call_in_thread, run_coroutine
+from codex_tools._tool import Tool, tool
 
 __all__ = ["ToolHandle", "ToolRegistry"]
 
-T = TypeVar("T")
-
 _perf_ns = time.perf_counter_ns
-_span_tokens = itertools.count(1)
-_TOOL_START, _TOOL_SUCCESS, _TOOL_FAILURE = _telemetry.TOOL_EVENTS
-_JSON_TYPES = (str, bytes, bytearray)
-_FIRST_TRY: tuple[int | None, bool] = (None, False)  # the tags of a call with no context
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,10 +50,6 @@ class ToolHandle:
 
     name: str
     tool: Tool
-
-
-class _DeadlineExceeded(Exception):
-    """Our own timeout fired (as opposed to the tool raising ``TimeoutError`` itself)."""
 
 
 class ToolRegistry:
@@ -148,6 +141,19 @@ class ToolRegistry:
 
     # -- invocation ---------------------------------------------------------------------
 
+    def measure(
+        self,
+        name: str,
+        arguments: Any = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> MeasuredCall:
+        """Count a call that runs elsewhere (a framework's tool, an upstream server's) as
+        ``invoke`` counts its own; the name need not be registered. Use the result as a
+        ``with``/``async with`` block, or end it by hand with ``succeed``/``fail``."""
+        known = self._tools.get(name) if type(name) is str else None
+        metadata = NO_METADATA if known is None else known.metadata
+        return MeasuredCall(self._metrics, name, metadata, arguments, context)
+
     def invoke(
         self,
         name: str,
@@ -204,19 +210,25 @@ class ToolRegistry:
         context: Mapping[str, Any] | None,
         k: int,
     ) -> Any:
-        shard, tags, meta = self._begin(tool, args, context, k)
+        try_tags = FIRST_TRY if context is None and not k else tags(context, k)
+        shard, meta = begin(self._metrics, tool.name, tool.metadata, args, context, try_tags)
         start = _perf_ns()
         try:
-            kwargs = _arguments(tool, args, context, tags)
-            if tool.is_async:
-                output = _run_coroutine(lambda: _call_async(tool, kwargs))
-            elif tool.timeout is not None:
-                output = _call_in_thread(tool, kwargs)
-            else:
-                output = tool.fn(**kwargs)
-        except BaseException as error:  # noqa: BLE001  (every end is counted; _fail re-raises)
-            return _fail(tool, shard, meta, error, _perf_ns() - start, context, tags)
-        _succeed(shard, meta, output, _perf_ns() - start)
+            kwargs = arguments(tool, args, context, try_tags)
+            marker = running.set(tool) if _call.tracking else None
+            try:
+                if tool.is_async:
+                    output = run_coroutine(lambda: call_async(tool, kwargs))
+                elif tool.timeout is not None:
+                    output = call_in_thread(tool, kwargs)
+                else:
+                    output = tool.fn(**kwargs)
+            finally:
+                if marker is not None:
+                    running.reset(marker)
+        except BaseException as error:  # noqa: BLE001  (every end is counted; fail re-raises)
+            return fail(tool, shard, meta, error, _perf_ns() - start, context, try_tags)
+        succeed(shard, meta, output, _perf_ns() - start)
         return output
 
     async def _aattempt(
@@ -226,19 +238,25 @@ class ToolRegistry:
         context: Mapping[str, Any] | None,
         k: int,
     ) -> Any:
-        shard, tags, meta = self._begin(tool, args, context, k)
+        try_tags = FIRST_TRY if context is None and not k else tags(context, k)
+        shard, meta = begin(self._metrics, tool.name, tool.metadata, args, context, try_tags)
         start = _perf_ns()
         try:
-            kwargs = _arguments(tool, args, context, tags)
-            if tool.timeout is None and tool.is_async:  # one coroutine fewer than _call_async
-                output = await tool.fn(**kwargs)
-            elif tool.timeout is None and tool.quick:
-                output = tool.fn(**kwargs)
-            else:
-                output = await _call_async(tool, kwargs)
-        except BaseException as error:  # noqa: BLE001  (every end is counted; _fail re-raises)
-            return _fail(tool, shard, meta, error, _perf_ns() - start, context, tags)
-        _succeed(shard, meta, output, _perf_ns() - start)
+            kwargs = arguments(tool, args, context, try_tags)
+            marker = running.set(tool) if _call.tracking else None
+            try:
+                if tool.timeout is None and tool.is_async:  # a coroutine fewer than call_async
+                    output = await tool.fn(**kwargs)
+                elif tool.timeout is None and tool.quick:
+                    output = tool.fn(**kwargs)
+                else:
+                    output = await call_async(tool, kwargs)
+            finally:
+                if marker is not None:
+                    running.reset(marker)
+        except BaseException as error:  # noqa: BLE001  (every end is counted; fail re-raises)
+            return fail(tool, shard, meta, error, _perf_ns() - start, context, try_tags)
+        succeed(shard, meta, output, _perf_ns() - start)
         return output
 
     def _resolve(self, name: str, context: Mapping[str, Any] | None) -> Tool:
@@ -248,9 +266,8 @@ class ToolRegistry:
         if enabled is True:
             return tool
         if enabled is not False:
-            tags = _tags(context, 0)
             try:
-                enabled = bool(enabled(_tool_context(tool, context, tags)))
+                enabled = bool(enabled(tool_context(tool, context, tags(context, 0))))
             except Exception as error:
                 raise ToolDisabledError(
                     f"the enabled check of tool {tool.name!r} raised {type(error).__name__}",
@@ -259,30 +276,6 @@ class ToolRegistry:
             if enabled:
                 return tool
         raise ToolDisabledError(f"tool {tool.name!r} is disabled", tool=tool.name)
-
-    def _begin(
-        self, tool: Tool, args: Any, context: Mapping[str, Any] | None, k: int
-    ) -> tuple[Shard, tuple[int | None, bool], dict[str, Any] | None]:
-        """Count the start and announce it; what the end of the call needs is returned."""
-        tags = _FIRST_TRY if context is None and not k else _tags(context, k)
-        shard = self._metrics.shard(tool.name)
-        meta = None
-        if _telemetry._tool_events_watched:
-            meta = _start_metadata(tool, args, context, tags)
-        shard.started += 1
-        if tags[1]:
-            shard.retries += 1
-        if meta is not None and _TOOL_START in _telemetry._table:
-            now = time.monotonic_ns()
-            try:
-                _telemetry.execute(
-                    _TOOL_START,
-                    {"system_time": time.time_ns(), "monotonic_time": now},
-                    MappingProxyType(meta),  # read-only: the end event is built from it
-                )
-            except BaseException as error:  # noqa: BLE001  (an interrupt in a handler ends the call)
-                _fail(tool, shard, meta, error, 0, context, tags)
-        return shard, tags, meta
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
@@ -305,165 +298,6 @@ def _name(name: object) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _tags(context: Mapping[str, Any] | None, k: int) -> tuple[int | None, bool]:
-    """``(attempt, retry)`` of the ``k``-th try (0-based) under the caller's context.
-
-    The first try carries the caller's attempt (``None`` if not given) and ``retry``
-    (``attempt > 1`` unless the caller says); a policy's later tries count on from it.
-    """
-    if context is None:
-        return (None, False) if k == 0 else (1 + k, True)
-    try:
-        attempt = context.get("attempt")
-    except AttributeError:  # checked here, where it costs nothing when it is a mapping
-        raise TypeError(f"context must be a mapping, not {type(context).__name__}") from None
-    if k:
-        return (attempt if isinstance(attempt, int) else 1) + k, True
-    retry = context.get("retry")
-    if retry is None:
-        retry = isinstance(attempt, int) and attempt > 1
-    return attempt, bool(retry)
-
-
-def _tool_context(
-    tool: Tool, context: Mapping[str, Any] | None, tags: tuple[int | None, bool]
-) -> ToolContext:
-    return ToolContext({**(context or {}), "tool": tool.name, "attempt": tags[0], "retry": tags[1]})
-
-
-def _arguments(
-    tool: Tool, args: Any, context: Mapping[str, Any] | None, tags: tuple[int | None, bool]
-) -> dict[str, Any]:
-    """Validated keyword arguments, with the context injected where the tool asks."""
-    signature = tool._signature
-    try:
-        if type(args) is dict:  # the common case first: no ABC or union checks
-            kwargs: dict[str, Any] = signature.validator.validate_python(args)
-        elif args is None:
-            kwargs = signature.validator.validate_python({})
-        elif isinstance(args, _JSON_TYPES):
-            kwargs = signature.validator.validate_json(args)
-        elif isinstance(args, Mapping):
-            kwargs = signature.validator.validate_python(args)
-        else:
-            raise ToolArgumentsError(
-                f"arguments of tool {tool.name!r} must be a mapping or a JSON object string, "
-                f"not {type(args).__name__}",
-                tool=tool.name,
-            )
-    except ValidationError as error:
-        problems = error.errors(include_url=False, include_input=False, include_context=False)
-        summary = "; ".join(
-            f"{'.'.join(map(str, problem['loc'])) or 'arguments'}: {problem['msg']}"
-            for problem in problems[:5]
-        )
-        raise ToolArgumentsError(
-            f"invalid arguments for tool {tool.name!r}: {summary}"[:1000],
-            tool=tool.name,
-            errors=[dict(problem) for problem in problems],
-        ) from error
-    except ToolArgumentsError:
-        raise
-    except Exception as error:  # a mapping that cannot be read: the tool never ran
-        info = error_info(error)
-        message = f"arguments of tool {tool.name!r} could not be read: {info['type']}"
-        raise ToolArgumentsError(f"{message}: {info['message']}"[:1000], tool=tool.name) from error
-    if signature.context_param is not None:
-        kwargs[signature.context_param] = _tool_context(tool, context, tags)
-    return kwargs
-
-
-def _start_metadata(
-    tool: Tool, args: Any, context: Mapping[str, Any] | None, tags: tuple[int | None, bool]
-) -> dict[str, Any]:
-    ctx = context or {}
-    return {
-        "tool": tool.name,
-        "metadata": tool.metadata,
-        "arguments": args,
-        "retry": tags[1],
-        "attempt": tags[0],
-        "call_id": ctx.get("call_id"),
-        "thread_id": ctx.get("thread_id"),
-        "turn_id": ctx.get("turn_id"),
-        "originator": ctx.get("originator", "sdk"),
-        "span_token": next(_span_tokens),
-    }
-
-
-def _end_measurements(duration: int) -> dict[str, Any]:
-    return {
-        "system_time": time.time_ns(),
-        "monotonic_time": time.monotonic_ns(),
-        "duration": duration,
-        "duration_ms": duration / 1e6,
-    }
-
-
-def _succeed(shard: Shard, meta: dict[str, Any] | None, output: Any, duration: int) -> None:
-    shard.record(duration, True)
-    if meta is not None and _TOOL_SUCCESS in _telemetry._table:
-        _telemetry.execute(
-            _TOOL_SUCCESS,
-            _end_measurements(duration),
-            MappingProxyType({**meta, "output": output, "result": "ok"}),
-        )
-
-
-def _fail(
-    tool: Tool,
-    shard: Shard,
-    meta: dict[str, Any] | None,
-    error: BaseException,
-    duration: int,
-    context: Mapping[str, Any] | None,
-    tags: tuple[int | None, bool],
-) -> Any:
-    """End a failed call: its output if ``on_error`` supplies one, else raise.
-
-    Argument errors and cancellations (any non-``Exception``) propagate unchanged;
-    anything the tool raised becomes a :class:`ToolExecutionError` with it as the cause.
-    """
-    raised: BaseException = error
-    if isinstance(error, Exception) and not isinstance(error, ToolArgumentsError):
-        timed_out = isinstance(error, _DeadlineExceeded)
-        if timed_out:
-            error = TimeoutError(f"tool {tool.name!r} timed out after {tool.timeout} s")
-        if tool.on_error is not None:
-            try:
-                output = tool.on_error(error, _tool_context(tool, context, tags))
-            except Exception as handled:  # noqa: BLE001  (on_error re-raising is a failure)
-                timed_out = timed_out and handled is error
-                error = handled
-            else:
-                _succeed(shard, meta, output, duration)
-                return output
-        info = error_info(error)
-        raised = (
-            ToolTimeoutError(info["message"], tool=tool.name)
-            if timed_out
-            else ToolExecutionError(
-                f"tool {tool.name!r} failed: {info['type']}: {info['message']}", tool=tool.name
-            )
-        )
-    shard.record(duration, False)
-    shard.stats.failed(error_info(error))
-    if meta is not None and _TOOL_FAILURE in _telemetry._table:
-        _telemetry.execute(
-            _TOOL_FAILURE,
-            _end_measurements(duration),
-            MappingProxyType({**meta, "error": error, "result": "error"}),
-        )
-    try:
-        if raised is error:
-            raise error
-        raise raised from error
-    finally:
-        # The traceback holds this frame and the frame holds the exceptions: a cycle that
-        # kept whatever the tool's exception held alive until the cyclic GC ran.
-        del error, raised
-
-
 def _retry_delay(tool: Tool, error: ToolExecutionError, attempt: int) -> float | None:
     """Seconds to wait before another try after ``attempt`` failed, or None to give up."""
     policy = tool.retry
@@ -471,95 +305,3 @@ def _retry_delay(tool: Tool, error: ToolExecutionError, attempt: int) -> float |
     if policy is None or cause is None or not policy.should_retry(cause, attempt):
         return None
     return backoff_delay(policy.backoff, attempt)
-
-
-async def _call_async(tool: Tool, kwargs: dict[str, Any]) -> Any:
-    """Await the tool (a sync one in a worker thread), cancelling it at its deadline."""
-    if tool.is_async:
-        work: Coroutine[Any, Any, Any] = tool.fn(**kwargs)
-    else:
-        work = asyncio.to_thread(tool.fn, **kwargs)
-    if tool.timeout is None:
-        return await work
-    scope = asyncio.timeout(tool.timeout)
-    try:
-        async with scope:
-            return await work
-    except TimeoutError:
-        if scope.expired():
-            raise _DeadlineExceeded from None
-        raise
-
-
-def _run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to completion from sync code, in a thread of its own if this one
-    already runs an event loop (which cannot be re-entered).
-
-    The tool's exception leaves the loop as a value in a box that is emptied once read:
-    raised out of ``asyncio.run``, or left in the finished task's result, it would be
-    reachable from its own traceback (whose frames lead back to the runner and its task),
-    a reference cycle that only the cyclic garbage collector could free.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        in_loop = False
-    else:
-        in_loop = True
-    # Not inside the except block: a tool failing there would take the RuntimeError as
-    # its context, and with it this frame.
-    if in_loop:
-        box = _in_thread(lambda: asyncio.run(_caught(make())), None)
-    else:
-        box = asyncio.run(_caught(make()))
-    output, error = box
-    box.clear()
-    if error is not None:
-        try:
-            raise error
-        finally:
-            del error
-    return cast(T, output)  # no error: the coroutine returned it
-
-
-async def _caught(work: Coroutine[Any, Any, Any]) -> list[Any]:
-    """``[output, None]`` or ``[None, error]``, for :func:`_run_coroutine`."""
-    try:
-        return [await work, None]
-    except Exception as error:  # noqa: BLE001  (re-raised by _run_coroutine)
-        return [None, error]
-
-
-def _call_in_thread(tool: Tool, kwargs: dict[str, Any]) -> Any:
-    """A sync tool with a timeout: the caller waits at most ``timeout``; the thread runs
-    on to completion in the background (Python cannot stop it) and its result is dropped."""
-    return _in_thread(lambda: tool.fn(**kwargs), tool.timeout)
-
-
-def _in_thread(function: Callable[[], T], timeout: float | None) -> T:
-    future: concurrent.futures.Future[T] = concurrent.futures.Future()
-    thread = threading.Thread(
-        target=_run_into,
-        args=(future, contextvars.copy_context(), function),
-        name="codex-tools-call",
-        daemon=True,
-    )
-    thread.start()
-    try:
-        return future.result(timeout)
-    except concurrent.futures.TimeoutError:
-        if future.done():
-            raise
-        raise _DeadlineExceeded from None
-    finally:
-        del future  # it holds the exception whose traceback holds this frame
-
-
-def _run_into(
-    future: concurrent.futures.Future[T], context: contextvars.Context, function: Callable[[], T]
-) -> None:
-    try:
-        future.set_result(context.run(function))
-    except BaseException as error:  # noqa: BLE001  (handed to the waiting caller)
-        future.set_exception(error)
-        del future  # the traceback holds this frame: it must not hold the future too
