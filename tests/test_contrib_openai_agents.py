@@ -3,19 +3,33 @@ Chat Completions server (tests/chat_server.py), with the real ``openai`` client.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import agents.run_internal.tool_execution
+import agents.tool
 import pytest
-from agents import Agent, OpenAIChatCompletionsModel, RunConfig, Runner, set_trace_processors
+from agents import (
+    Agent,
+    OpenAIChatCompletionsModel,
+    RunConfig,
+    Runner,
+    UserError,
+    function_tool,
+    set_trace_processors,
+)
+from agents.mcp import MCPServerStdio
+from agents.mcp.util import MCPUtil
 from openai import AsyncOpenAI
 
 from chat_server import ChatServer, Reply, Servers, completion
-from codex_tools import ToolRegistry, telemetry, tool
-from codex_tools.contrib.openai_agents import function_tools
+from codex_tools import Tool, ToolRegistry, telemetry, tool
+from codex_tools.contrib.openai_agents import function_tools, instrument
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +59,13 @@ async def run_agent(server: ChatServer, tools: list[Any], *, tracing: bool = Tru
     agent = Agent(name="helper", tools=tools, model=model_on(server))
     result = await Runner.run(agent, "go", run_config=RunConfig(tracing_disabled=not tracing))
     return str(result.final_output)
+
+
+def outcomes(registry: ToolRegistry) -> dict[str, tuple[int, int]]:
+    """``(successes, failures)`` of each tool, none of them still running."""
+    snapshot = registry.metrics()
+    assert not any(entry["in_flight"] for entry in snapshot.values())
+    return {name: (entry["success"], entry["failure"]) for name, entry in snapshot.items()}
 
 
 def calls(*calls: tuple[str, str, str]) -> tuple[Reply, Reply]:
@@ -89,10 +110,8 @@ class TestFunctionTools:
             assert await run_agent(server, function_tools(ours)) == "done"
         told = tool_messages(server.requests[1])
         assert told == {"c-ok": "3", "c-bad": "tool 'explode' failed: ValueError: kaboom: x"}
+        assert outcomes(ours) == {"add": (1, 0), "explode": (0, 1)}
         snapshot = ours.metrics()
-        assert snapshot["add"]["success"] == 1
-        assert snapshot["add"]["failure"] == 0
-        assert snapshot["explode"]["failure"] == 1
         assert snapshot["explode"]["last_error"] == {"type": "ValueError", "message": "kaboom: x"}
         assert snapshot["add"]["last_latency_ms"] > 0
         ends = {e.metadata["call_id"]: e for e in seen if e.event[-1] != "start"}
@@ -150,12 +169,14 @@ class TestFunctionTools:
     async def test_a_tool_switched_off_or_removed_later_is_no_longer_offered(
         self, serve: Servers, ours: ToolRegistry
     ) -> None:
+        switch = Tool(name="switch", fn=lambda: "on", enabled=True)
+        ours.register(switch)
         tools = function_tools(ours)
         ours.deregister("ping")
-        ours.lookup("explode").enabled = False
+        switch.enabled = False
         server = serve(completion(1, content="done"))
         await run_agent(server, tools)
-        assert [t["function"]["name"] for t in server.requests[0]["tools"]] == ["add"]
+        assert [t["function"]["name"] for t in server.requests[0]["tools"]] == ["add", "explode"]
 
     def test_open_objects_are_not_sent_strict(self) -> None:
         registry = ToolRegistry()
@@ -170,6 +191,184 @@ class TestFunctionTools:
         [offered] = function_tools(registry)
         assert offered.strict_json_schema is False
         assert offered.params_json_schema == store.parameters
+
+
+@function_tool
+def double(x: int) -> int:
+    """Double x."""
+    return 2 * x
+
+
+@function_tool
+def crash(x: int) -> int:
+    """Always fails."""
+    raise RuntimeError(f"crashed on {x}")
+
+
+@function_tool(failure_error_function=None)
+def crash_loudly(x: int) -> int:
+    """Fails, and asks the SDK to fail the run."""
+    raise RuntimeError("loud")
+
+
+@function_tool(timeout=0.05)
+async def sleepy(x: int) -> int:
+    """Outlives its timeout."""
+    await asyncio.sleep(5)
+    return x
+
+
+#: Every attribute instrument() replaces, as the SDK defines it.
+WRAPPED = [
+    (agents.run_internal.tool_execution, "_invoke_function_tool_with_metadata"),
+    (agents.tool, "_invoke_function_tool_with_metadata"),
+    (agents.tool, "maybe_invoke_function_tool_failure_error_function"),
+    (MCPUtil, "_extract_custom_data"),
+]
+
+
+def sdk_as_is() -> list[Any]:
+    return [vars(owner)[name] for owner, name in WRAPPED]
+
+
+class TestInstrument:
+    @pytest.mark.parametrize("tracing", [True, False], ids=["tracing-on", "tracing-off"])
+    async def test_the_agents_own_tools_are_metered(
+        self, serve: Servers, registry: ToolRegistry, tracing: bool
+    ) -> None:
+        server = serve(*calls(("c-ok", "double", '{"x": 21}'), ("c-bad", "crash", '{"x": 1}')))
+        with instrument(registry), telemetry.capture() as seen:
+            assert await run_agent(server, [double, crash], tracing=tracing) == "done"
+        # The model saw what the SDK shows it; the error is in our metrics.
+        told = tool_messages(server.requests[1])
+        assert told["c-ok"] == "42"
+        assert told["c-bad"] == "An error occurred while running the tool. Please try again."
+        assert outcomes(registry) == {"double": (1, 0), "crash": (0, 1)}
+        snapshot = registry.metrics()
+        assert snapshot["crash"]["last_error"] == {
+            "type": "RuntimeError",
+            "message": "crashed on 1",
+        }
+        assert snapshot["double"]["last_latency_ms"] > 0
+        ends = {e.metadata["call_id"]: e for e in seen if e.event[-1] != "start"}
+        assert ends["c-ok"].event == ("codex", "tool", "success")
+        assert ends["c-ok"].metadata["output"] == 42
+        assert ends["c-bad"].event == ("codex", "tool", "failure")
+        assert {e.metadata["originator"] for e in seen} == {"openai-agents"}
+
+    async def test_concurrent_calls_of_one_turn_each_end_as_they_did(
+        self, serve: Servers, registry: ToolRegistry
+    ) -> None:
+        turn = [(f"c{i}", "crash" if i % 2 else "double", json.dumps({"x": i})) for i in range(40)]
+        server = serve(*calls(*turn))
+        with instrument(registry), telemetry.capture() as seen:
+            await run_agent(server, [double, crash])
+        assert outcomes(registry) == {"double": (20, 0), "crash": (0, 20)}
+        ends = {e.metadata["call_id"]: e for e in seen if e.event[-1] != "start"}
+        assert len(ends) == 40
+        for call_id, name, _ in turn:
+            end = ends[call_id]
+            assert end.metadata["tool"] == name
+            assert end.event[-1] == ("failure" if name == "crash" else "success")
+            if name == "crash":
+                assert str(end.metadata["error"]) == f"crashed on {call_id[1:]}"
+
+    async def test_a_registry_tool_offered_and_metered_is_counted_once(
+        self, serve: Servers, ours: ToolRegistry
+    ) -> None:
+        server = serve(
+            *calls(
+                ("c1", "add", '{"a": 1}'),
+                ("c2", "explode", '{"reason": "r"}'),
+                ("c3", "double", '{"x": 1}'),
+            )
+        )
+        with instrument(ours), telemetry.capture() as seen:
+            await run_agent(server, [*function_tools(ours), double])
+        assert outcomes(ours) == {"add": (1, 0), "explode": (0, 1), "double": (1, 0)}
+        assert sorted(e.metadata["call_id"] for e in seen if e.event[-1] == "start") == [
+            "c1",
+            "c2",
+            "c3",
+        ]
+
+    async def test_another_registry_counts_registry_tools_too(
+        self, serve: Servers, ours: ToolRegistry, registry: ToolRegistry
+    ) -> None:
+        server = serve(*calls(("c1", "add", '{"a": 1}')))
+        with instrument(registry):
+            await run_agent(server, function_tools(ours))
+        assert ours.metrics()["add"]["success"] == 1
+        assert registry.metrics()["add"]["success"] == 1
+
+    async def test_the_sdks_timeout_notice_counts_as_a_timeout(
+        self, serve: Servers, registry: ToolRegistry
+    ) -> None:
+        server = serve(*calls(("c1", "sleepy", '{"x": 1}')))
+        with instrument(registry):
+            await run_agent(server, [sleepy])
+        assert tool_messages(server.requests[1]) == {
+            "c1": "Tool 'sleepy' timed out after 0.05 seconds."
+        }
+        entry = registry.metrics()["sleepy"]
+        assert entry["failure"] == 1
+        assert entry["last_error"]["type"] == "ToolTimeoutError"
+
+    async def test_a_tool_that_fails_the_run_is_counted_before_the_run_fails(
+        self, serve: Servers, registry: ToolRegistry
+    ) -> None:
+        server = serve(*calls(("c1", "crash_loudly", '{"x": 1}')))
+        with instrument(registry), pytest.raises(UserError, match="loud"):
+            await run_agent(server, [crash_loudly])
+        entry = registry.metrics()["crash_loudly"]
+        assert (entry["failure"], entry["in_flight"]) == (1, 0)
+        assert entry["last_error"] == {"type": "RuntimeError", "message": "loud"}
+
+    async def test_instrumenting_twice_counts_once_and_the_last_handle_restores_the_sdk(
+        self, serve: Servers, registry: ToolRegistry
+    ) -> None:
+        before = sdk_as_is()
+        first, second = instrument(registry), instrument(registry)
+        assert sdk_as_is() != before
+        await run_agent(serve(*calls(("c1", "double", '{"x": 1}'))), [double])
+        assert registry.metrics()["double"]["success"] == 1
+        first.uninstrument()
+        first.uninstrument()  # idempotent: the other handle still meters
+        await run_agent(serve(*calls(("c2", "double", '{"x": 1}'))), [double])
+        assert registry.metrics()["double"]["success"] == 2
+        second.uninstrument()
+        assert all(now is was for now, was in zip(sdk_as_is(), before, strict=True))
+        await run_agent(serve(*calls(("c3", "double", '{"x": 1}'))), [double])
+        assert registry.metrics()["double"]["success"] == 2
+        assert not first.active
+        assert not second.active
+
+
+MCP_TOOLS = Path(__file__).parent / "mcp_server" / "tools_module.py"
+
+
+@pytest.mark.slow
+async def test_mcp_tool_calls_are_metered_and_is_error_counts_as_a_failure(
+    serve: Servers, registry: ToolRegistry
+) -> None:
+    server = serve(
+        *calls(("m-ok", "add", '{"a": 1, "b": 2}'), ("m-bad", "divide", '{"a": 1, "b": 0}'))
+    )
+    params = {"command": sys.executable, "args": ["-m", "codex_tools", "mcp", str(MCP_TOOLS)]}
+    mcp = MCPServerStdio(params, client_session_timeout_seconds=30)
+    async with mcp:
+        with instrument(registry), telemetry.capture() as seen:
+            agent = Agent(name="helper", mcp_servers=[mcp], model=model_on(server))
+            await Runner.run(agent, "go", run_config=RunConfig(tracing_disabled=True))
+    told = tool_messages(server.requests[1])
+    assert "ZeroDivisionError" in json.dumps(told["m-bad"])  # the SDK passes the text on
+    assert outcomes(registry) == {"add": (1, 0), "divide": (0, 1)}
+    assert registry.metrics()["divide"]["last_error"] == {
+        "type": "ToolExecutionError",
+        "message": "tool 'divide' failed: ZeroDivisionError: float division by zero",
+    }
+    assert {e.metadata["call_id"] for e in seen} == {"m-ok", "m-bad"}
+    assert {e.metadata["originator"] for e in seen} == {"openai-agents"}
 
 
 def test_importing_the_adapter_without_the_sdk_names_the_extra() -> None:
