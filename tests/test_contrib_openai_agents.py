@@ -25,6 +25,7 @@ from agents import (
 )
 from agents.mcp import MCPServerStdio
 from agents.mcp.util import MCPUtil
+from agents.tool_context import ToolContext
 from openai import AsyncOpenAI
 
 from chat_server import ChatServer, Reply, Servers, completion
@@ -323,6 +324,21 @@ class TestInstrument:
         entry = registry.metrics()["crash_loudly"]
         assert (entry["failure"], entry["in_flight"]) == (1, 0)
         assert entry["last_error"] == {"type": "RuntimeError", "message": "loud"}
+
+    async def test_tools_invoked_outside_a_run_are_metered_too(
+        self, registry: ToolRegistry
+    ) -> None:
+        # invoke_function_tool is how the SDK's realtime sessions call function tools.
+        context = ToolContext(
+            context=None, tool_name="crash", tool_call_id="rt-1", tool_arguments=""
+        )
+        with instrument(registry):
+            told = await agents.tool.invoke_function_tool(
+                function_tool=crash, context=context, arguments='{"x": 3}'
+            )
+        assert told == "An error occurred while running the tool. Please try again."
+        assert outcomes(registry) == {"crash": (0, 1)}
+        assert registry.metrics()["crash"]["last_error"]["message"] == "crashed on 3"
 
     async def test_instrumenting_twice_counts_once_and_the_last_handle_restores_the_sdk(
         self, serve: Servers, registry: ToolRegistry
