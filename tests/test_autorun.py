@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 from typing import Any
 
 import pytest
@@ -123,8 +124,82 @@ class TestRetriedCall:
         )
         assert "ConnectionError: reset while fetching a" in failure.message
         assert '"type": "ToolExecutionError"' in failure.content
-        assert [(o.call_id, o.output, o.attempt) for o in second] == [("c2", "<html>a</html>", 2)]
+        assert [(o.call_id, o.output, o.turn, o.attempt) for o in second] == [
+            ("c2", "<html>a</html>", 2, 2)
+        ]
         assert result.thread_id == "thread_seed"
+
+
+class TestAttemptNumbering:
+    """``attempt`` counts a tool's failed calls since its last success, not turns."""
+
+    def test_only_a_call_after_a_failure_of_the_same_tool_is_a_retry(self) -> None:
+        registry = ToolRegistry()
+        seen: dict[str, tuple[int, int, bool]] = {}
+        failures_left = 3  # f1 fails; f2 and f3 (one turn) fail; f4 works
+
+        @tool
+        def flaky(ctx: ToolContext) -> str:
+            nonlocal failures_left
+            seen[ctx["call_id"]] = (ctx["turn"], ctx.attempt, ctx.retry)
+            if failures_left:
+                failures_left -= 1
+                raise ConnectionError("reset")
+            return "ok"
+
+        @tool
+        def steady(ctx: ToolContext) -> str:
+            seen[ctx["call_id"]] = (ctx["turn"], ctx.attempt, ctx.retry)
+            return "ok"
+
+        registry.register(flaky)
+        registry.register(steady)
+        model = ScriptedModel(
+            [
+                [call("flaky", call_id="f1"), pending()],
+                [call("flaky", call_id="f2"), call("flaky", call_id="f3"), pending()],
+                [call("flaky", call_id="f4"), call("steady", call_id="s1"), pending()],
+                [call("flaky", call_id="f5"), call("teleport", call_id="t1"), pending()],
+                [call("teleport", call_id="t2"), done("done")],
+            ]
+        )
+        with telemetry.capture(START) as starts:
+            result = run_auto(model, "go", registry=registry, max_attempts=5)
+        assert seen == {
+            "f1": (1, 1, False),
+            "f2": (2, 2, True),  # one failure before: a retry
+            "f3": (2, 2, True),  # same tool, same turn: the same number
+            "f4": (3, 4, True),  # three failures before
+            "s1": (3, 1, False),  # first called in turn 3: not a retry
+            "f5": (4, 1, False),  # f4 succeeded
+        }
+        assert {e.metadata["call_id"]: e.metadata["attempt"] for e in starts} == {
+            call_id: attempt for call_id, (_, attempt, _) in seen.items()
+        }
+        assert registry.metrics()["flaky"]["retries"] == 3
+        assert registry.metrics()["steady"]["retries"] == 0
+        # An unknown tool runs nowhere, but the model asking again is still its retry.
+        assert [(f.call_id, f.turn, f.attempt) for f in result.tool_failures[-2:]] == [
+            ("t1", 4, 1),
+            ("t2", 5, 2),
+        ]
+
+    def test_counts_are_per_run(self) -> None:
+        registry = flaky_registry(failures=1)
+        script = [[call("fetch", {"url": "a"}), done("tried")]]
+        first = run_auto(ScriptedModel(script), "go", registry=registry)
+        second = run_auto(ScriptedModel(script), "go", registry=registry)
+        assert first.tool_failures[0].attempt == 1
+        assert second.tool_outputs[0].attempt == 1
+
+
+def test_instructions_reach_the_model_as_the_system_prompt() -> None:
+    model = ScriptedModel([[done("yes")]])
+    run_auto(model, "hi", registry=ToolRegistry(), instructions="Answer in one word.")
+    assert model.conversations[0].instructions == "Answer in one word."
+    assert model.conversations[0].turn == 1
+    with pytest.raises(TypeError, match="instructions must be a string"):
+        run_auto(model, "hi", registry=ToolRegistry(), instructions=3)  # type: ignore[arg-type]
 
 
 def test_no_final_response_within_max_attempts_raises_with_the_partial_result() -> None:
@@ -282,6 +357,14 @@ class TestEntryPoints:
             )
         assert caught.value.result.tool_failures[0].error_type == "ToolNotFoundError"
 
+    def test_a_model_that_returns_no_turn_is_named(self) -> None:
+        class Confused:
+            async def next_turn(self, conversation: Conversation) -> Turn:
+                return None  # type: ignore[return-value]
+
+        with pytest.raises(TypeError, match=r"next_turn\(\) returned a NoneType, not a Turn"):
+            run_auto(Confused(), "x", registry=ToolRegistry())
+
     def test_something_that_is_not_a_model_is_refused(self) -> None:
         with pytest.raises(TypeError, match="next_turn"):
             run_auto(object(), "x", registry=ToolRegistry())  # type: ignore[arg-type]
@@ -309,10 +392,10 @@ def test_the_caller_context_is_merged_under_the_loop_keys() -> None:
     )
     context = {"user": "ada", "attempt": 99, "retry": True, "thread_id": "thread_ada"}
     run_auto(model, "who", registry=registry, context=context)
-    keys = ("user", "thread_id", "turn_id", "call_id", "attempt", "retry", "tool")
+    keys = ("user", "thread_id", "turn_id", "turn", "call_id", "attempt", "retry", "tool")
     assert [tuple(s[k] for k in keys) for s in seen] == [
-        ("ada", "thread_ada", "turn_1", "w1", 1, False, "whoami"),
-        ("ada", "thread_ada", "turn_2", "w2", 2, True, "whoami"),
+        ("ada", "thread_ada", "turn_1", 1, "w1", 1, False, "whoami"),
+        ("ada", "thread_ada", "turn_2", 2, "w2", 1, False, "whoami"),
     ]
 
 
@@ -392,3 +475,22 @@ async def test_a_hand_written_model_sees_the_results_of_its_calls() -> None:
     assert result.final_response == "<html>e</html>"
     assert result.tool_outputs[0].call_id.startswith("call_")
     assert result.events == []
+
+
+def test_run_auto_returns_at_a_tool_deadline_and_leaves_the_stuck_thread_behind() -> None:
+    registry = ToolRegistry()
+    release, finished = threading.Event(), threading.Event()
+
+    @registry.register
+    @tool(timeout=0.05)
+    def stuck() -> None:
+        release.wait(60)
+        finished.set()
+
+    model = ScriptedModel([[call("stuck"), done("gave up")]])
+    try:
+        result = run_auto(model, "wait", registry=registry)
+        assert result.tool_failures[0].error_type == "ToolTimeoutError"
+        assert not finished.is_set()  # asyncio.run would have waited the 60 s for it
+    finally:
+        release.set()

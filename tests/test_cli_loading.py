@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -77,6 +78,68 @@ class TestFindingTheRegistry:
         assert registry is not codex_tools.default_registry()
         assert [each.name for each in registry.tools()] == ["mine_attr_ping"]
 
+    def test_a_module_of_tool_functions_and_no_registry_serves_them(
+        self, write_module: Callable[..., Path]
+    ) -> None:
+        path = write_module(
+            "decorated_tools",
+            """
+            from codex_tools import tool
+
+            @tool
+            def ping() -> str:
+                \"\"\"Answer pong.\"\"\"
+                return "pong"
+
+            @tool(name="pong_back")
+            def pong() -> str:
+                return "ping"
+
+            alias = ping  # one tool, however many names it has
+            """,
+        )
+        registry = load_registry(str(path))
+        assert registry is not codex_tools.default_registry()
+        assert [each.name for each in registry.tools()] == ["ping", "pong_back"]
+        assert registry.invoke("pong_back") == "ping"
+
+    def test_the_one_registry_with_tools_is_served(self, write_module: Callable[..., Path]) -> None:
+        path = write_module(
+            "registry_tools",
+            """
+            from codex_tools import ToolRegistry, tool
+            empty = ToolRegistry()
+            tools = ToolRegistry()
+
+            @tools.register
+            @tool
+            def ping() -> str:
+                return "pong"
+            """,
+        )
+        registry = load_registry(str(path))
+        assert [each.name for each in registry.tools()] == ["ping"]
+        assert registry is not codex_tools.default_registry()
+
+    def test_what_the_module_registered_wins_over_a_registry_it_keeps(
+        self, write_module: Callable[..., Path]
+    ) -> None:
+        path = write_module("both_tools", TOOLS.format(name="both_ping"))  # also has `mine`
+        assert load_registry(str(path)) is codex_tools.default_registry()
+
+    @pytest.mark.parametrize("stem", ["calendar", "json", "rich"])
+    def test_a_file_named_like_another_module_is_loaded_and_does_not_replace_it(
+        self, write_module: Callable[..., Path], stem: str
+    ) -> None:
+        path = write_module(
+            stem, "from codex_tools import tool\n\n@tool\ndef here() -> str:\n    return 'mine'"
+        )
+        registry = load_registry(str(path))
+        assert registry.invoke("here") == "mine"
+        real = importlib.import_module(stem)
+        assert real.__file__ != str(path)
+        assert sys.path[0] != str(path.parent)  # its siblings come after every other module
+
 
 class TestMistakes:
     @pytest.mark.parametrize(
@@ -88,7 +151,19 @@ class TestMistakes:
             (TOOLS.format(name="p1"), ":missing", "has no attribute 'missing'"),
             (TOOLS.format(name="p2"), ":number", "is not a ToolRegistry (it is a 'int')"),
             (TOOLS.format(name="p3"), ":nothing", "has no tools"),
-            ("x = 1", "", "registered no tools on the default registry"),
+            ("x = 1", "", "has no tools: no @tool function, no ToolRegistry with tools"),
+            (
+                "from codex_tools import ToolRegistry\na, b = ToolRegistry(), ToolRegistry()\n"
+                "a.register(lambda: 1, name='one')\nb.register(lambda: 2, name='two')",
+                "",
+                "has several registries (a, b): name one as MODULE:ATTR",
+            ),
+            (
+                "from codex_tools import Tool\n"
+                "one = Tool(name='same', fn=lambda: 1)\ntwo = Tool(name='same', fn=lambda: 2)",
+                "",
+                "'same' is already registered",
+            ),
         ],
     )
     def test_each_is_a_one_line_cli_error(

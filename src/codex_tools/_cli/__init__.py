@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from importlib import import_module
 from typing import NoReturn
 
+from codex_tools import __version__
+
 __all__ = ["SUBCOMMANDS", "CLIError", "entry_point", "main"]
 
 #: Module names under ``codex_tools._cli``, one per subcommand, in help order.
@@ -37,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="codex-tools",
         description="Observable tools for LLM agents.",
     )
+    parser.add_argument("--version", action="version", version=f"codex-tools {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in SUBCOMMANDS:
         import_module(f"codex_tools._cli.{command}").add_parser(subparsers)

@@ -1,9 +1,10 @@
 """``codex-tools demo``: an agent session, offline.
 
-A scripted model plans a trip over three turns. One tool fails and the model retries it
-in the next turn, where it recovers; one retries by its own policy within the turn; one
-times out; one the model made up. Every call is printed as it ends, then the answer and
-the metrics table.
+A scripted model plans a trip over three turns. ``flights`` fails and the model retries
+it in the next turn (attempt 2, a retry), where it recovers; ``fx_rate`` retries by its
+own policy within the turn; ``reviews`` times out; ``weather`` the model made up;
+``hotel`` and ``convert``, first called in later turns, are first attempts. Every call is
+printed as it ends, then the answer and the metrics table.
 """
 
 from __future__ import annotations
@@ -13,18 +14,17 @@ import asyncio
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
-from rich.panel import Panel
+from rich.text import Text
 
 from codex_tools import RetryPolicy, ToolRegistry, tool
 from codex_tools._cli._calls import print_calls
-from codex_tools._cli._table import metrics_table
-from codex_tools._cli.run import summary
+from codex_tools._cli._table import printable
+from codex_tools._cli.run import show_result
 from codex_tools.autorun import Conversation, ScriptedModel, ToolFailure, Turn, run_auto
 
 __all__ = ["add_parser", "demo_model", "demo_registry"]
 
-PROMPT = "Plan a weekend in Berlin from Lisbon: flights, a hotel, the price in USD."
+PROMPT = "Plan a weekend in Berlin from Lisbon: flights, a hotel, the cost in USD."
 
 
 def add_parser(subparsers: Any) -> None:
@@ -135,26 +135,21 @@ class _Narrated:
         # Calls to unknown tools emit no telemetry (no tool ran): show them from the results.
         for failure in conversation.turns[-1].results if conversation.turns else ():
             if isinstance(failure, ToolFailure) and failure.error_type == "ToolNotFoundError":
-                self._console.print(
-                    f"[red]✗[/red] {escape(failure.tool):<12} [red]no such tool[/red]",
-                    highlight=False,
-                )
+                name = printable(failure.tool)
+                line = Text.assemble(("✗ ", "red"), name, " " * max(12 - name.cell_len, 0))
+                self._console.print(line.append(" no such tool", "red"), overflow="fold")
         turn = await self._model.next_turn(conversation)
         asked = ", ".join(call.name for call in turn.tool_calls) or "nothing"
-        self._console.print(
-            f"[bold]turn {conversation.attempt}[/bold]: the model asks for {asked}",
-            highlight=False,
-        )
+        line = Text.assemble((f"turn {conversation.turn}", "bold"), ": the model asks for ")
+        self._console.print(line.append_text(printable(asked)))
         return turn
 
 
 def run(namespace: argparse.Namespace) -> int:
     console = Console()
     registry = demo_registry()
-    console.print(f"[bold]prompt:[/bold] {escape(PROMPT)}", highlight=False)
+    console.print(Text.assemble(("prompt: ", "bold"), PROMPT))
     with print_calls(console):
         result = run_auto(_Narrated(demo_model(), console), PROMPT, registry=registry)
-    console.print(Panel(escape(result.final_response or ""), title="final response"))
-    summary(console, result)
-    console.print(metrics_table(registry.metrics()))
+    show_result(console, result, registry)
     return 0

@@ -48,7 +48,8 @@ def run(namespace: argparse.Namespace) -> int:
         json.dump(snapshot, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        Console().print(metrics_table(snapshot, sort=namespace.sort))
+        console = Console()
+        console.print(metrics_table(snapshot, console.width, sort=namespace.sort))
     return 0
 
 

@@ -7,16 +7,19 @@ import argparse
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.panel import Panel
 
+from codex_tools import ToolDefinitionError, ToolRegistry
 from codex_tools._cli import CLIError
 from codex_tools._cli._calls import print_calls
 from codex_tools._cli._loading import load_registry
-from codex_tools._cli._table import metrics_table
+from codex_tools._cli._table import metrics_table, printable
 from codex_tools.autorun import AutoRunResult, MaxAttemptsReached, OpenAIChatModel, run_auto
+from codex_tools.autorun._result import plural
 
-__all__ = ["add_parser", "summary"]
+__all__ = ["add_parser", "model_error", "show_result"]
+
+_ERROR_LENGTH = 500  # characters of an error worth a line on stderr
 
 
 def _positive(text: str) -> int:
@@ -26,6 +29,16 @@ def _positive(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
     return value
 
 
@@ -44,8 +57,8 @@ def add_parser(subparsers: Any) -> None:
         "--tools",
         required=True,
         metavar="MODULE[:ATTR]",
-        help="a dotted module or .py file whose import registers tools on the default "
-        "registry, or MODULE:ATTR naming a ToolRegistry",
+        help="a dotted module or .py file with tools: @tool functions, a ToolRegistry, or "
+        "tools registered on the default registry (MODULE:ATTR names a registry)",
     )
     parser.add_argument(
         "--base-url",
@@ -55,11 +68,15 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--api-key", metavar="KEY", help="the API key (default: $OPENAI_API_KEY)")
     parser.add_argument(
+        "--instructions", metavar="TEXT", help="a system prompt for the model (default: none)"
+    )
+    parser.add_argument(
         "--max-attempts",
         type=_positive,
         default=8,
         metavar="N",
-        help="most turns to take (default 8)",
+        help="most turns to take (default 8: run_auto's default is 3, but a model working "
+        "with real tools often needs more turns)",
     )
     parser.add_argument(
         "--max-concurrency",
@@ -68,17 +85,31 @@ def add_parser(subparsers: Any) -> None:
         metavar="N",
         help="most tool calls of one turn to run at once (default 8)",
     )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="most seconds to wait for each answer of the model (default 60)",
+    )
     parser.set_defaults(handler=run)
 
 
-def summary(console: Console, result: AutoRunResult) -> None:
-    """The turns, calls and tokens of a run, on one line."""
+def show_result(console: Console, result: AutoRunResult, registry: ToolRegistry) -> None:
+    """The final response (if any), then the turns, calls and tokens of the run on one
+    line, then the metrics table."""
+    if result.final_response is not None:
+        text = printable(result.final_response, one_line=False)
+        console.print(Panel(text, title="final response"))
     usage = ", ".join(f"{name} {count:,}" for name, count in sorted(result.usage.items()))
     console.print(
-        f"{result.attempts} turns, {len(result.tool_outputs)} tool outputs, "
-        f"{len(result.tool_failures)} tool failures" + (f"; tokens: {usage}" if usage else ""),
+        f"{plural(result.attempts, 'turn')}, {plural(len(result.tool_outputs), 'tool output')}, "
+        f"{plural(len(result.tool_failures), 'tool failure')}"
+        + (f"; tokens: {usage}" if usage else ""),
         highlight=False,
+        markup=False,
     )
+    console.print(metrics_table(registry.metrics(), console.width))
 
 
 def run(namespace: argparse.Namespace) -> int:
@@ -87,7 +118,10 @@ def run(namespace: argparse.Namespace) -> int:
         import openai
 
         model = OpenAIChatModel(
-            namespace.model, base_url=namespace.base_url, api_key=namespace.api_key
+            namespace.model,
+            base_url=namespace.base_url,
+            api_key=namespace.api_key,
+            timeout=namespace.timeout,
         )
     except ImportError as error:
         raise CLIError(str(error)) from None
@@ -100,14 +134,48 @@ def run(namespace: argparse.Namespace) -> int:
                 namespace.prompt,
                 registry=registry,
                 max_attempts=namespace.max_attempts,
+                instructions=namespace.instructions,
                 max_concurrency=namespace.max_concurrency,
             )
-        console.print(Panel(escape(result.final_response or ""), title="final response"))
     except MaxAttemptsReached as error:
         result, code = error.result, 1
-        console.print(f"[red]{escape(str(error))}[/red]")
-    except openai.OpenAIError as error:
-        raise CLIError(f"the model request failed: {type(error).__name__}: {error}") from None
-    summary(console, result)
-    console.print(metrics_table(registry.metrics()))
+        console.print(str(error), style="red", markup=False, highlight=False)
+    except ToolDefinitionError as error:  # a tool the model cannot be offered
+        raise CLIError(printable(str(error)).plain) from None
+    except KeyboardInterrupt:
+        # Tools still running were cancelled and counted; their threads are left behind.
+        console.print("interrupted", style="red", highlight=False)
+        console.print(metrics_table(registry.metrics(), console.width))
+        return 130
+    except (openai.OpenAIError, ValueError) as error:
+        if registry.metrics():  # the calls made before the model failed
+            console.print(metrics_table(registry.metrics(), console.width))
+        raise CLIError(model_error(error, namespace.timeout)) from None
+    show_result(console, result, registry)
     return code
+
+
+def model_error(error: Exception, timeout: float) -> str:
+    """One line that says what went wrong with the model server and what to try."""
+    import openai
+
+    request = getattr(error, "request", None)
+    url = "the model server" if request is None else str(request.url)
+    if isinstance(error, openai.APITimeoutError):
+        text = f"no answer from {url} within {timeout:g} s (see --timeout)"
+    elif isinstance(error, openai.APIConnectionError):
+        cause = error.__cause__
+        text = f"cannot connect to {url}" + (f": {cause}" if cause else "")
+    elif isinstance(error, openai.APIStatusError):
+        body = error.body
+        said = body.get("message") if isinstance(body, dict) else body
+        text = f"{url} answered {error.status_code}" + (
+            f": {said}" if isinstance(said, str) else ""
+        )
+        if error.status_code == 404 and "/v1/" not in url:
+            text += " (does --base-url lack /v1, as in http://localhost:11434/v1?)"
+    elif isinstance(error, openai.OpenAIError):
+        text = f"the model request failed: {type(error).__name__}: {error}"
+    else:
+        text = f"cannot read the model's answer: {error}"
+    return printable(text[:_ERROR_LENGTH]).plain

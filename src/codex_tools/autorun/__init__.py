@@ -7,12 +7,12 @@ result = run_auto(model, "What is 2 + 3?", registry=registry, max_attempts=3)
 result.final_response, result.tool_failures, result.usage
 ```
 
-Every tool call runs through the registry with ``thread_id``, ``turn_id``, ``call_id``,
-``attempt`` and ``retry`` in its context, so its metrics and telemetry say which turn it
-belongs to and whether the model was retrying. Failures go back to the model; they never
-end the run. A model is anything with ``async next_turn(conversation) -> Turn``:
-:class:`ScriptedModel` replays Codex events, :class:`OpenAIChatModel` asks a Chat
-Completions server.
+Every tool call runs through the registry with ``thread_id``, ``turn_id``, ``turn``,
+``call_id``, ``attempt`` and ``retry`` in its context, so its metrics and telemetry say
+which turn it belongs to and whether it retries a call of the tool that failed. Failures
+go back to the model; they never end the run. A model is anything with
+``async next_turn(conversation) -> Turn``: :class:`ScriptedModel` replays Codex events,
+:class:`OpenAIChatModel` asks a Chat Completions server.
 """
 
 from __future__ import annotations

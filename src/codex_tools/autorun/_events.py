@@ -4,6 +4,7 @@ One turn is a list of event objects, each with a ``type``::
 
     {"type": "thread.started", "thread_id": "thread_1"}
     {"type": "turn.started", "turn_id": "turn_1"}
+    {"type": "item.completed", "item": {"type": "agent_message", "text": "Adding."}}
     {"type": "tool.call.required", "call_id": "c1", "tool_name": "add", "arguments": {"a": 1}}
     {"type": "turn.continuation", "continuation_token": "..."}
     {"type": "turn.completed", "usage": {"input_tokens": 12, "output_tokens": 3},
@@ -11,8 +12,9 @@ One turn is a list of event objects, each with a ``type``::
 
 ``turn.completed`` carries ``final_response`` (a string, or an item with ``text``) on the
 last turn and ``"status": "pending"`` on the others; a ``turn.continuation`` also means the
-turn is not the last. ``arguments`` is an object or a JSON string. Other event types are
-kept with the turn's events and otherwise ignored.
+turn is not the last. ``arguments`` is an object or a JSON string. An ``agent_message``
+item is what the model said alongside its calls (:attr:`Turn.text`). Other event types
+are kept with the turn's events and otherwise ignored.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def turn_from_events(events: Iterable[Mapping[str, Any]]) -> Turn:
     calls: list[ToolCall] = []
     usage: Usage = {}
     final: str | None = None
+    said: list[str] = []
     pending = False
     turn_id = thread_id = None
     for event in kept:
@@ -91,6 +94,10 @@ def turn_from_events(events: Iterable[Mapping[str, Any]]) -> Turn:
         elif kind == "tool.call.required":
             arguments = event.get("arguments", {})
             calls.append(ToolCall(event["tool_name"], arguments, event["call_id"]))
+        elif kind == "item.completed":
+            item = event.get("item")
+            if isinstance(item, Mapping) and item.get("type") == "agent_message":
+                said.extend(filter(None, [_text_of(item)]))
         elif kind == "turn.continuation":
             pending = True
         elif kind == "turn.completed":
@@ -106,4 +113,5 @@ def turn_from_events(events: Iterable[Mapping[str, Any]]) -> Turn:
         turn_id=turn_id,
         thread_id=thread_id,
         events=kept,
+        text="\n".join(said) or None,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -62,25 +62,33 @@ class Turn:
     turn_id: str | None = None
     thread_id: str | None = None
     events: tuple[dict[str, Any], ...] = ()
+    #: What the model said alongside its tool calls: a chat model is shown it again.
+    text: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ToolOutput:
-    """A tool call that succeeded, with what the tool returned."""
+    """A tool call that succeeded, with what the tool returned, the turn it ran in and its
+    attempt (1 plus the tool's failed calls since its last success in the run)."""
 
     call_id: str
     tool: str
     arguments: Mapping[str, Any] | str
     output: Any
     turn_id: str
+    turn: int
     attempt: int
 
     @property
     def content(self) -> str:
-        """The output as text for the model (JSON unless the tool returned a string)."""
+        """The output as text for the model: the string a tool returned, else JSON, else
+        (tuple keys, cycles, ...) the output's ``str``: never an error."""
         if isinstance(self.output, str):
             return self.output
-        return json.dumps(self.output, default=str)
+        try:
+            return json.dumps(self.output, default=_jsonable)
+        except (TypeError, ValueError, RecursionError):
+            return safe_str(self.output)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -94,6 +102,7 @@ class ToolFailure:
     error_type: str
     message: str
     turn_id: str
+    turn: int
     attempt: int
 
     @property
@@ -103,6 +112,24 @@ class ToolFailure:
 
 
 ToolResult = ToolOutput | ToolFailure
+
+
+def _jsonable(value: object) -> object:
+    """What JSON has no type for: sets as arrays, bytes as text, anything else as str."""
+    if isinstance(value, set | frozenset):
+        return list(value)
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    return safe_str(value)
+
+
+def safe_str(value: object, convert: Callable[[object], str] = str) -> str:
+    """``convert(value)``, or a placeholder if the value's ``__str__``/``__repr__`` is
+    broken: a tool's odd output must not end a run or hide a call."""
+    try:
+        return convert(value)
+    except Exception:  # noqa: BLE001
+        return f"<unprintable {type(value).__name__}>"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,14 +143,16 @@ class TurnRecord:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Conversation:
-    """Everything a model needs to answer: the input, the tools it may call and the
-    turns so far with their results. A fresh, immutable one is built for every turn."""
+    """Everything a model needs to answer: the input, the number of the turn asked for
+    (from 1), the tools it may call, the turns so far with their results and the system
+    prompt, if any. A fresh, immutable one is built for every turn."""
 
     input: str
-    attempt: int
+    turn: int
     thread_id: str | None
     tools: tuple[Tool, ...]
     turns: tuple[TurnRecord, ...] = ()
+    instructions: str | None = None
 
 
 @runtime_checkable

@@ -25,6 +25,11 @@ class AutoRunResult:
     events: list[dict[str, Any]]
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 turn``, ``2 turns``: what a person would write."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 class MaxAttemptsReached(RuntimeError):
     """No final response came within ``max_attempts`` turns.
 
@@ -33,5 +38,5 @@ class MaxAttemptsReached(RuntimeError):
     """
 
     def __init__(self, result: AutoRunResult) -> None:
-        super().__init__(f"no final response within {result.attempts} turns")
+        super().__init__(f"no final response within {plural(result.attempts, 'turn')}")
         self.result = result

@@ -41,12 +41,12 @@ class ScriptedModel:
 
     async def next_turn(self, conversation: Conversation) -> Turn:
         self.conversations.append(conversation)
-        if conversation.attempt > len(self._turns):
+        if conversation.turn > len(self._turns):
             raise LookupError(
                 f"ScriptedModel has {len(self._turns)} turns and was asked for turn "
-                f"{conversation.attempt}"
+                f"{conversation.turn}"
             )
-        return self._turns[conversation.attempt - 1]
+        return self._turns[conversation.turn - 1]
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
