@@ -29,7 +29,7 @@ from agents.tool_context import ToolContext
 from openai import AsyncOpenAI
 
 from chat_server import ChatServer, Reply, Servers, completion
-from codex_tools import Tool, ToolRegistry, telemetry, tool
+from codex_tools import Tool, ToolDefinitionError, ToolRegistry, telemetry, tool
 from codex_tools.contrib.openai_agents import function_tools, instrument
 
 
@@ -178,6 +178,15 @@ class TestFunctionTools:
         server = serve(completion(1, content="done"))
         await run_agent(server, tools)
         assert [t["function"]["name"] for t in server.requests[0]["tools"]] == ["add", "explode"]
+
+    @pytest.mark.parametrize("name", ["web search", "fetch[/api]", "x" * 65, "caf\u00e9"])
+    def test_a_name_openai_refuses_is_a_definition_error(self, name: str) -> None:
+        registry = ToolRegistry()
+        registry.register(Tool(name=name, fn=lambda: 1))
+        with pytest.raises(ValueError, match="cannot be offered to an OpenAI model") as caught:
+            function_tools(registry)
+        assert isinstance(caught.value, ToolDefinitionError)
+        assert caught.value.tool == name
 
     def test_open_objects_are_not_sent_strict(self) -> None:
         registry = ToolRegistry()

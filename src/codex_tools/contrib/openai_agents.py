@@ -69,6 +69,7 @@ from codex_tools import (
     ToolRegistry,
     default_registry,
 )
+from codex_tools.autorun._openai import check_name
 
 __all__ = ["ORIGINATOR", "Instrumentation", "function_tools", "instrument"]
 
@@ -82,10 +83,15 @@ def function_tools(registry: ToolRegistry | None = None) -> list[FunctionTool]:
     Each keeps its name, description and JSON Schema. The schema is sent in strict mode
     only where the SDK's strict conversion leaves its meaning unchanged; strict mode
     would otherwise make every optional argument required, or reject open objects.
-    A tool switched off or removed from the registry later is no longer offered.
+    A tool switched off or removed from the registry later is no longer offered. A name
+    the OpenAI API would refuse is a :class:`~codex_tools.ToolDefinitionError` (a
+    ``ValueError``) here, not a failed request in the middle of a run.
     """
     tools = default_registry() if registry is None else registry
-    return [_function_tool(tools, each) for each in tools.tools()]
+    offered = tools.tools()
+    for each in offered:
+        check_name(each.name)
+    return [_function_tool(tools, each) for each in offered]
 
 
 class _RegistryInvoker:
