@@ -25,6 +25,7 @@ def test_public_names_are_pinned() -> None:
         "invoke",
         "lookup",
         "measure",
+        "merge_metrics",
         "metrics",
         "register",
         "reset_metrics",

@@ -23,6 +23,7 @@ from codex_tools._errors import (
     ToolTimeoutError,
 )
 from codex_tools._measure import MeasuredCall
+from codex_tools._merge import merge_metrics
 from codex_tools._registry import ToolHandle, ToolRegistry
 from codex_tools._retry import RetryPolicy, exponential_backoff
 from codex_tools._tool import Tool, ToolContext, tool
@@ -49,6 +50,7 @@ __all__ = [
     "invoke",
     "lookup",
     "measure",
+    "merge_metrics",
     "metrics",
     "register",
     "reset_metrics",
@@ -119,9 +121,9 @@ def measure(
     return _default.measure(name, arguments, context)
 
 
-def metrics() -> dict[str, dict[str, Any]]:
-    """The metrics snapshot of the default registry."""
-    return _default.metrics()
+def metrics(*, buckets: bool = False) -> dict[str, dict[str, Any]]:
+    """The metrics snapshot of the default registry; see :meth:`ToolRegistry.metrics`."""
+    return _default.metrics(buckets=buckets)
 
 
 def reset_metrics() -> None:

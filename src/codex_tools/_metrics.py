@@ -15,6 +15,9 @@ counts only calls that had begun and not yet ended.
 Latency percentiles come from a log-bucketed histogram over nanoseconds: 16 buckets per
 power of two, each reported at its midpoint, so the relative error is at most 1/32
 (3.1%), and a tool never has more than ~1,000 buckets however many calls it sees.
+``snapshot(buckets=True)`` also gives the non-empty buckets, each named by the largest
+duration it holds (``upper_bound_ms``), so that snapshots of several processes can be
+merged (``_merge``) into what one process that saw every call would report.
 """
 
 from __future__ import annotations
@@ -23,7 +26,18 @@ import math
 import threading
 from typing import Any
 
-__all__ = ["MetricsStore", "Shard", "ToolStats", "bucket_index", "bucket_value", "error_info"]
+__all__ = [
+    "BOUND_INDEX",
+    "MIDPOINTS",
+    "MetricsStore",
+    "Shard",
+    "ToolStats",
+    "bucket_index",
+    "bucket_value",
+    "error_info",
+    "latency_buckets",
+    "percentiles",
+]
 
 _SUB_BITS = 4  # 2**4 buckets per power of two
 _EXACT = 1 << (_SUB_BITS + 1)  # values below this get a bucket each
@@ -52,8 +66,22 @@ def _bounded(text: str) -> str:
     return text if len(text) <= MAX_ERROR_MESSAGE else text[: MAX_ERROR_MESSAGE - 1] + "…"
 
 
-# Every bucket's midpoint, for durations up to 2**63 ns: a snapshot looks them up.
-_MIDPOINTS = [bucket_value(index) for index in range(bucket_index((1 << 63) - 1) + 1)]
+def _upper_bound(index: int) -> int:
+    """The largest duration (ns) that falls in a bucket."""
+    if index < _EXACT:
+        return index
+    shift = (index >> _SUB_BITS) - 1
+    return ((index - (shift << _SUB_BITS) + 1) << shift) - 1
+
+
+_BUCKETS = range(bucket_index((1 << 63) - 1) + 1)  # every bucket, up to 2**63 ns
+#: Every bucket's midpoint (ns): a snapshot looks them up.
+MIDPOINTS = [bucket_value(index) for index in _BUCKETS]
+#: Every bucket's upper bound in ms, as ``latency_buckets`` gives it.
+_UPPER_MS = [_upper_bound(index) / 1e6 for index in _BUCKETS]
+#: The bucket of each ``upper_bound_ms``: how a merge reads buckets back (exact floats, as
+#: a JSON round trip keeps them).
+BOUND_INDEX = {bound: index for index, bound in enumerate(_UPPER_MS)}
 
 
 def _message(error: BaseException) -> str:
@@ -155,7 +183,7 @@ class ToolStats:
             self.consecutive_failures += 1
             self.last_error = info
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, buckets: bool = False) -> dict[str, Any]:
         shards = list(self.shards.values())
         last_error = self.last_error
         success = failure = retries = total_ns = 0
@@ -184,8 +212,9 @@ class ToolStats:
                 hist = shard.hist.copy()
         ended = success + failure
         last_ns = self.last_ns
-        p50, p95, p99 = _percentiles(hist, low, high)
-        return {
+        order = sorted(hist)
+        p50, p95, p99 = percentiles(hist, order, low, high)
+        entry: dict[str, Any] = {
             "success": success,
             "failure": failure,
             "last_error": None if last_error is None else dict(last_error),  # the caller's
@@ -201,6 +230,9 @@ class ToolStats:
             "p99_latency_ms": p99,
             "success_rate": success / ended if ended else None,
         }
+        if buckets:
+            entry["latency_buckets"] = latency_buckets(hist, order)
+        return entry
 
 
 def _counts(shard: Shard) -> tuple[int, int, int]:
@@ -222,10 +254,12 @@ def _counts(shard: Shard) -> tuple[int, int, int]:
     return success, failure, max(started, success + failure)
 
 
-def _percentiles(hist: dict[int, int], low: int, high: int) -> list[float | None]:
+def percentiles(hist: dict[int, int], order: list[int], low: int, high: int) -> list[float | None]:
     """Nearest-rank p50, p95, p99 in ms, each the midpoint of its bucket clamped to
-    [min, max]. It runs once per tool in every snapshot, hence the plain loop, and one
-    bucket's value serves every percentile that falls in it."""
+    [min, max] (``low``, ``high`` in ns; ``order`` is ``sorted(hist)``). It runs once per
+    tool in every snapshot, hence the plain loop, and one bucket's value serves every
+    percentile that falls in it. Merged snapshots go through it too, so that they agree
+    with one process that saw every call."""
     total = sum(hist.values())
     if not total:
         return [None, None, None]
@@ -233,16 +267,22 @@ def _percentiles(hist: dict[int, int], low: int, high: int) -> list[float | None
     ranks = (_ceil(0.50 * total), _ceil(0.95 * total), _ceil(0.99 * total), total + 1)
     result: list[float | None] = []
     seen = 0
-    for index in sorted(hist):
+    for index in order:
         seen += hist[index]
         if seen >= ranks[len(result)]:
-            value = _MIDPOINTS[index]
+            value = MIDPOINTS[index]
             value = (low if value < low else high if value > high else value) / 1e6
             while seen >= ranks[len(result)]:
                 result.append(value)
             if len(result) == 3:
                 break
     return result
+
+
+def latency_buckets(hist: dict[int, int], order: list[int]) -> list[list[float | int]]:
+    """``[[upper_bound_ms, count], ...]`` of a histogram (``order`` is ``sorted(hist)``)."""
+    upper = _UPPER_MS
+    return [[upper[index], hist[index]] for index in order]
 
 
 class MetricsStore:
@@ -268,20 +308,19 @@ class MetricsStore:
                 stats = self._stats.setdefault(name, ToolStats())
         return stats
 
-    def snapshot(self) -> dict[str, dict[str, Any]]:
-        return {name: stats.snapshot() for name, stats in list(self._stats.items())}
+    def snapshot(self, buckets: bool = False) -> dict[str, dict[str, Any]]:
+        return {name: stats.snapshot(buckets) for name, stats in list(self._stats.items())}
 
     def reset(self) -> None:
         with self._lock:
             self._stats = {}
 
     def after_fork_in_child(self) -> None:
-        """Fresh locks (one may have been held at the fork); calls that were in flight in
-        the parent's other threads will never end here, so they stop counting as such."""
+        """Empty metrics, so that summing a pre-fork server's processes counts every call
+        once: the child counts only the calls it starts. A call the forking thread had in
+        flight ends on the old stats, unseen, as across a reset; their locks are made
+        afresh all the same, since another thread may have held one at the fork."""
         self._lock = threading.Lock()
-        me = threading.get_ident()
         for stats in self._stats.values():
             stats.lock = threading.Lock()
-            for shard in stats.shards.values():
-                if shard.owner != me:
-                    shard.started = shard.success + shard.failure
+        self._stats = {}

@@ -131,9 +131,10 @@ class ToolRegistry:
 
     # -- metrics ------------------------------------------------------------------------
 
-    def metrics(self) -> dict[str, dict[str, Any]]:
-        """A JSON-serialisable snapshot of every tool's counters, keyed by tool name."""
-        return self._metrics.snapshot()
+    def metrics(self, *, buckets: bool = False) -> dict[str, dict[str, Any]]:
+        """A JSON-serialisable snapshot of every tool's counters, keyed by tool name;
+        ``buckets=True`` adds each tool's ``latency_buckets``, for ``merge_metrics``."""
+        return self._metrics.snapshot(buckets)
 
     def reset_metrics(self) -> None:
         """Start every counter afresh; calls in flight now are not counted after it."""

@@ -1,7 +1,7 @@
 """A process forked after tool calls (a worker pool, a pre-forking server) must not
-deadlock on a lock some other thread held at the fork, and must start from a clear
-state: the parent's counts up to the fork, none of the parent's other threads' calls in
-flight (those threads do not exist in the child). See docs/reliability.md."""
+deadlock on a lock some other thread held at the fork, and must start with empty
+metrics: it counts only the calls it starts, so the parent and its children summed
+count every call once. See docs/reliability.md."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from codex_tools import ToolError, ToolRegistry, telemetry, tool
+from codex_tools import ToolError, ToolRegistry, merge_metrics, telemetry, tool
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
@@ -148,15 +148,15 @@ def test_forked_child_starts_with_working_locks_even_if_held_at_the_fork(
 
     with _locks_held_by_another_thread(registry):
         report = _in_child(child)
-    assert report["snapshot"]["work"]["success"] == 300 + 1
-    assert report["snapshot"]["work"]["failure"] == 100 + 1
+    assert report["snapshot"]["work"]["success"] == 1
+    assert report["snapshot"]["work"]["failure"] == 1
     assert report["snapshot"]["new"]["success"] == 2
     assert report["events"] == 2
     assert report["after_reset"] == {}
     assert registry.metrics()["work"]["success"] == 300  # the child's calls stay its own
 
 
-def test_forked_child_inherits_the_counts_but_not_other_threads_calls_in_flight(
+def test_forked_child_starts_empty_and_counts_only_its_own_calls(
     registry: ToolRegistry,
 ) -> None:
     registry.register(work)
@@ -183,18 +183,47 @@ def test_forked_child_inherits_the_counts_but_not_other_threads_calls_in_flight(
     finally:
         release.set()
         caller.join()
-    inherited, _, after = report
-    assert (inherited["work"]["success"], inherited["work"]["failure"]) == (90, 30)
-    assert inherited["work"]["in_flight"] == 0
-    assert inherited["blocking"]["in_flight"] == 0  # its thread does not exist in the child
-    assert after["work"]["success"] == 91
+    at_fork, _, after = report
+    assert at_fork == {}  # not even the call in flight in another thread
+    assert set(after) == {"work"}
+    assert (after["work"]["success"], after["work"]["failure"]) == (1, 0)
     parent = registry.metrics()
-    assert (parent["work"]["success"], parent["blocking"]["success"]) == (90, 1)
-    assert parent["blocking"]["in_flight"] == 0
+    assert (parent["work"]["success"], parent["work"]["failure"]) == (90, 30)
+    assert (parent["blocking"]["success"], parent["blocking"]["in_flight"]) == (1, 0)
 
 
-def test_a_call_that_forks_ends_in_both_processes(registry: ToolRegistry) -> None:
-    """The forking thread's own call is still running in the child, and ends there."""
+def test_pre_fork_parent_and_children_summed_count_every_call_once(
+    registry: ToolRegistry,
+) -> None:
+    """The parent calls, forks three workers that call, and calls again: the snapshots of
+    all four, merged, count each call exactly once (a failure in every fourth)."""
+    registry.register(work)
+    _call_from_threads(registry, threads=2, calls=20)  # 30 successes, 10 failures
+
+    def worker(calls: int) -> Callable[[], Any]:
+        def body() -> Any:
+            _call_from_threads(registry, threads=1, calls=calls)
+            return registry.metrics(buckets=True)
+
+        return body
+
+    children = [_in_child(worker(calls)) for calls in (8, 12, 16)]
+    _call_from_threads(registry, threads=1, calls=4)  # after the forks: 3 and 1 more
+
+    merged = merge_metrics([registry.metrics(buckets=True), *children])
+    assert [child["work"]["success"] + child["work"]["failure"] for child in children] == [
+        8,
+        12,
+        16,
+    ]
+    assert (merged["work"]["success"], merged["work"]["failure"]) == (33 + 27, 11 + 9)
+    assert sum(count for _, count in merged["work"]["latency_buckets"]) == 80
+    assert merged["work"]["in_flight"] == 0
+
+
+def test_a_call_that_forks_is_counted_in_the_parent_only(registry: ToolRegistry) -> None:
+    """The forking thread's own call is still running in the child and ends there, but
+    it started in the parent: the child, starting empty, does not count it."""
     read_fd, write_fd = os.pipe()
     registry.register(os.fork, name="fork")
     pid = registry.invoke("fork")
@@ -202,7 +231,5 @@ def test_a_call_that_forks_ends_in_both_processes(registry: ToolRegistry) -> Non
         os.close(read_fd)
         _report_and_exit(write_fd, registry.metrics)
     os.close(write_fd)
-    child = _read_report(read_fd, pid)
-    assert child["fork"]["success"] == 1
-    assert child["fork"]["in_flight"] == 0
+    assert _read_report(read_fd, pid) == {}
     assert registry.metrics()["fork"]["success"] == 1

@@ -20,7 +20,7 @@ from codex_tools import __version__
 __all__ = ["SUBCOMMANDS", "CLIError", "entry_point", "main"]
 
 #: Module names under ``codex_tools._cli``, one per subcommand, in help order.
-SUBCOMMANDS = ("demo", "run", "mcp", "metrics")
+SUBCOMMANDS = ("demo", "run", "mcp", "metrics", "top")
 
 
 class CLIError(Exception):

@@ -62,30 +62,28 @@ def run(namespace: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _metrics_endpoint(registry: ToolRegistry, port: int | None) -> Iterator[None]:
-    """Serve ``/metrics`` on 127.0.0.1 while the block runs, if a port is given."""
+    """Serve ``/metrics`` and ``/metrics.json`` on 127.0.0.1 while the block runs, if a
+    port is given. Without prometheus_client, ``/metrics.json`` (all that
+    ``codex-tools top`` reads) is still served, and ``/metrics`` says what to install."""
     if port is None:
         yield
         return
-    try:
-        # Its ImportError names the extra to install when prometheus_client is missing.
-        from codex_tools.contrib.prometheus import ToolMetricsCollector
-    except ImportError as error:
-        raise CLIError(str(error).splitlines()[0]) from None
-    from prometheus_client import CollectorRegistry, start_http_server
+    from codex_tools._endpoint import MetricsServer
 
-    collectors = CollectorRegistry()
-    collectors.register(ToolMetricsCollector(registry))
+    def start() -> MetricsServer:
+        try:
+            from codex_tools.contrib.prometheus import serve_metrics
+        except ImportError as error:
+            print(f"codex-tools: /metrics.json only: {error}", file=sys.stderr)
+            return MetricsServer(registry, "127.0.0.1", port)
+        return serve_metrics(registry, "127.0.0.1", port)
+
     try:
-        server, thread = start_http_server(port, addr="127.0.0.1", registry=collectors)
+        server = start()
     except OSError as error:
         raise CLIError(f"cannot serve metrics on 127.0.0.1:{port}: {error.strerror}") from None
-    print(
-        f"codex-tools: metrics at http://127.0.0.1:{server.server_port}/metrics",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(f"codex-tools: metrics at {server.url}/metrics", file=sys.stderr, flush=True)
     try:
         yield
     finally:
-        server.shutdown()
-        thread.join(timeout=5)
+        server.close()

@@ -1,33 +1,40 @@
-"""Prometheus collector: the metrics snapshot, read at scrape time.
+"""Prometheus: a collector that reads the metrics snapshot at scrape time, and an endpoint.
 
-Nothing runs on the tool call path: each scrape calls ``registry.metrics()`` once
-and turns the snapshot into metric families::
+Nothing runs on the tool call path: each scrape calls ``registry.metrics(buckets=True)``
+once and turns the snapshot into metric families. ``serve_metrics()`` starts an HTTP
+endpoint with ``/metrics`` (this collector) and ``/metrics.json`` (the snapshot with
+buckets, for ``merge_metrics`` and ``codex-tools top``)::
 
-    from prometheus_client import REGISTRY, start_http_server
-    from codex_tools.contrib.prometheus import ToolMetricsCollector
+    from codex_tools.contrib.prometheus import serve_metrics
 
-    REGISTRY.register(ToolMetricsCollector())
-    start_http_server(9464)
+    server = serve_metrics(port=9464)  # 127.0.0.1; port 0 picks a free one
 
-The snapshot belongs to one process; with several workers, scrape each one and
-tell them apart with ``const_labels={"pid": str(os.getpid())}`` (or export
-through OpenTelemetry instead).
+Latency is the histogram ``codex_tools_tool_duration_seconds``, so the workers of a
+server aggregate with ``sum by (tool, le)``. Its bounds (``DEFAULT_BUCKETS``) run
+1-2.5-5 from 1 µs to 500 s. The snapshot's own histogram is finer (16 log buckets per
+power of two); each of its buckets is counted whole under the first bound at or above
+its midpoint, the value a snapshot reports for it. A call is thus on the wrong side of a
+bound only when it is within 1/32 (3.1%) of that bound.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 try:
+    from prometheus_client.exposition import choose_encoder
     from prometheus_client.metrics_core import (
         CounterMetricFamily,
         GaugeMetricFamily,
+        HistogramMetricFamily,
         Metric,
         SummaryMetricFamily,
     )
-    from prometheus_client.registry import Collector
+    from prometheus_client.registry import Collector, CollectorRegistry
     from prometheus_client.samples import Sample
+    from prometheus_client.utils import floatToGoString
 except ImportError as exc:
     raise ImportError(
         "codex_tools.contrib.prometheus needs prometheus_client: "
@@ -35,17 +42,29 @@ except ImportError as exc:
     ) from exc
 
 from codex_tools import ToolRegistry, default_registry
+from codex_tools._endpoint import MetricsServer
+from codex_tools._metrics import BOUND_INDEX, MIDPOINTS
 
-__all__ = ["ToolMetricsCollector"]
+__all__ = ["DEFAULT_BUCKETS", "MetricsServer", "ToolMetricsCollector", "serve_metrics"]
 
+#: Upper bounds (seconds) of ``codex_tools_tool_duration_seconds``: 1, 2.5, 5 per decade,
+#: from a microsecond (an in-process lookup) to 500 s (a long build or crawl), then +Inf.
+DEFAULT_BUCKETS: tuple[float, ...] = tuple(
+    float(f"{mantissa}e{exponent}") for exponent in range(-6, 3) for mantissa in ("1", "2.5", "5")
+)
+_go_float: Callable[[float], str] = floatToGoString  # how prometheus_client writes ``le``
 _QUANTILES = (("0.5", "p50_latency_ms"), ("0.95", "p95_latency_ms"), ("0.99", "p99_latency_ms"))
+_OWN_LABELS = ("tool", "outcome", "quantile", "le")
 
 
 class ToolMetricsCollector(Collector):
     """Exposes a registry's per-tool metrics to ``prometheus_client``.
 
-    ``registry`` defaults to the process-wide one. ``const_labels`` are added to
-    every sample (for instance a ``pid`` label per worker process).
+    ``registry`` defaults to the process-wide one. ``const_labels`` are added to every
+    sample (for instance a ``pid`` label per worker process). ``buckets`` are the
+    histogram's upper bounds in seconds. ``summary=True`` also exports the snapshot's
+    percentiles as the summary ``codex_tools_tool_latency_seconds``: one process's
+    quantiles, which no query can combine across processes.
     """
 
     def __init__(
@@ -54,12 +73,22 @@ class ToolMetricsCollector(Collector):
         namespace: str = "codex_tools",
         *,
         const_labels: Mapping[str, str] | None = None,
+        buckets: Iterable[float] = DEFAULT_BUCKETS,
+        summary: bool = False,
     ) -> None:
         self._registry = registry
         self._prefix = f"{namespace}_" if namespace else ""
         self._const = dict(const_labels or {})
-        if "tool" in self._const or "outcome" in self._const or "quantile" in self._const:
-            raise ValueError("const_labels may not use the labels 'tool', 'outcome', 'quantile'")
+        if set(self._const) & set(_OWN_LABELS):
+            raise ValueError(f"const_labels may not use the labels {', '.join(_OWN_LABELS)}")
+        self._bounds = [float(bound) for bound in buckets]
+        if not all(0 < bound < math.inf for bound in self._bounds) or self._bounds != sorted(
+            set(self._bounds)
+        ):
+            raise ValueError("buckets must be finite positive seconds, ascending, each once")
+        self._bounds_ns = [bound * 1e9 for bound in self._bounds]
+        self._les = [_go_float(bound) for bound in self._bounds] + ["+Inf"]
+        self._summary = summary
 
     def describe(self) -> list[Metric]:
         """Empty families with our names, so that registering never scrapes."""
@@ -68,31 +97,52 @@ class ToolMetricsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         registry = self._registry if self._registry is not None else default_registry()
         families = self._families()
-        calls, retries, in_flight, failing, latency = families
-        const_names = list(self._const)
+        calls, retries, in_flight, failing, duration = families[:5]
         const_values = list(self._const.values())
-        for name, stats in sorted(registry.metrics().items()):
-            labels = [*const_values, name]
+        seen: set[str] = set()
+        for name, stats in sorted(registry.metrics(buckets=True).items()):
+            tool = _label(name)
+            if tool in seen:  # a name with a lone surrogate, escaped into another's
+                continue
+            seen.add(tool)
+            labels = [*const_values, tool]
             calls.add_metric([*labels, "success"], stats["success"])
             calls.add_metric([*labels, "failure"], stats["failure"])
             retries.add_metric(labels, stats["retries"])
             in_flight.add_metric(labels, stats["in_flight"])
             failing.add_metric(labels, stats["consecutive_failures"])
-            _add_summary(latency, dict(zip([*const_names, "tool"], labels, strict=True)), stats)
+            cumulative = self._cumulative(stats["latency_buckets"])
+            duration.add_metric(
+                labels,
+                list(zip(self._les, cumulative, strict=True)),
+                stats["total_latency_ms"] / 1e3,
+            )
+            if self._summary:
+                named = dict(zip([*self._const, "tool"], labels, strict=True))
+                _add_summary(families[5], named, stats)
         yield from families
 
-    def _families(
-        self,
-    ) -> tuple[
-        CounterMetricFamily,
-        CounterMetricFamily,
-        GaugeMetricFamily,
-        GaugeMetricFamily,
-        SummaryMetricFamily,
-    ]:
+    def _cumulative(self, buckets: Sequence[Sequence[float]]) -> list[int]:
+        """The ``le`` counts of a snapshot's ``latency_buckets``: each counted whole under
+        the first bound at or above its midpoint."""
+        bounds = self._bounds_ns
+        counts = [0] * (len(bounds) + 1)
+        at = 0
+        for bound_ms, count in buckets:
+            midpoint = MIDPOINTS[BOUND_INDEX[bound_ms]]
+            while at < len(bounds) and bounds[at] < midpoint:
+                at += 1
+            counts[at] += int(count)
+        total = 0
+        for at, count in enumerate(counts):
+            total += count
+            counts[at] = total
+        return counts
+
+    def _families(self) -> list[Any]:
         labels = [*self._const, "tool"]
         p = self._prefix
-        return (
+        families: list[Any] = [
             CounterMetricFamily(
                 f"{p}tool_calls_total",
                 "Tool invocations that ended, by outcome.",
@@ -109,12 +159,31 @@ class ToolMetricsCollector(Collector):
                 "Failures since the tool's last success.",
                 labels=labels,
             ),
-            SummaryMetricFamily(
-                f"{p}tool_latency_seconds",
-                "Latency of tool invocations (quantiles within 5%).",
+            HistogramMetricFamily(
+                f"{p}tool_duration_seconds",
+                "Duration of tool invocations (bounds within 3.1%).",
                 labels=labels,
             ),
-        )
+        ]
+        if self._summary:
+            families.append(
+                SummaryMetricFamily(
+                    f"{p}tool_latency_seconds",
+                    "Latency of tool invocations, this process only (quantiles within 5%).",
+                    labels=labels,
+                )
+            )
+        return families
+
+
+def _label(name: str) -> str:
+    """A tool name as a label value: a lone surrogate, which UTF-8 cannot carry and which
+    would fail the whole scrape, is written as its ``\\udXXX`` escape."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "backslashreplace").decode()
+    return name
 
 
 def _add_summary(
@@ -130,3 +199,27 @@ def _add_summary(
         Sample(f"{family.name}_count", labels, stats["success"] + stats["failure"])
     )
     family.samples.append(Sample(f"{family.name}_sum", labels, stats["total_latency_ms"] / 1000.0))
+
+
+def serve_metrics(
+    registry: ToolRegistry | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    collector: ToolMetricsCollector | None = None,
+) -> MetricsServer:
+    """Serve ``/metrics`` and ``/metrics.json`` over HTTP from a daemon thread.
+
+    Returns the running :class:`MetricsServer` (``.url``, ``.port``, ``.close()``, a
+    context manager). ``registry`` None reads the process-wide one; ``port`` 0 picks a
+    free port; an address in use raises ``OSError``. ``collector`` replaces the default
+    ``ToolMetricsCollector(registry)`` (for ``const_labels``, ``buckets``, ``summary``).
+    """
+    collectors = CollectorRegistry(auto_describe=True)
+    collectors.register(collector or ToolMetricsCollector(registry))
+
+    def exposition(accept: str) -> tuple[bytes, str]:
+        encoder, content_type = choose_encoder(accept)
+        return encoder(collectors), content_type
+
+    return MetricsServer(registry, host, port, exposition)
