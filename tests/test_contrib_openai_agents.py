@@ -368,6 +368,21 @@ class TestInstrument:
         assert not first.active
         assert not second.active
 
+    def test_an_sdk_without_the_wrapped_functions_is_refused_whole(
+        self, monkeypatch: pytest.MonkeyPatch, registry: ToolRegistry
+    ) -> None:
+        before = sdk_as_is()
+        monkeypatch.delattr(MCPUtil, "_extract_custom_data")
+        with pytest.raises(
+            RuntimeError, match=r"supports openai-agents 0\.24.*_extract_custom_data"
+        ):
+            instrument(registry)
+        monkeypatch.undo()
+        assert all(now is was for now, was in zip(sdk_as_is(), before, strict=True))
+        with instrument(registry):  # nothing was left half-installed
+            pass
+        assert all(now is was for now, was in zip(sdk_as_is(), before, strict=True))
+
 
 MCP_TOOLS = Path(__file__).parent / "mcp_server" / "tools_module.py"
 
