@@ -16,10 +16,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import _adapter_openai_agents, _async, _merge, _scale, _sync
+from benchmarks import _adapter_openai_agents, _adapter_pydantic_ai, _async, _merge, _scale, _sync
 from benchmarks._harness import Check, Row, Sizes
 
-SCENARIOS = (_sync.run, _async.run, _scale.run, _merge.run, _adapter_openai_agents.run)
+SCENARIOS = (
+    _sync.run,
+    _async.run,
+    _scale.run,
+    _merge.run,
+    _adapter_pydantic_ai.run,
+    _adapter_openai_agents.run,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
