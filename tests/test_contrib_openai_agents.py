@@ -188,6 +188,21 @@ class TestFunctionTools:
         assert isinstance(caught.value, ToolDefinitionError)
         assert caught.value.tool == name
 
+    def test_mcp_annotations_are_where_the_sdk_keeps_an_mcp_tools(self, ours: ToolRegistry) -> None:
+        try:
+            lookup = tool(name="lookup", read_only=True, destructive=False)(lambda key: key)
+        except TypeError:  # pragma: no cover
+            pytest.skip("this core has no tool annotations yet")
+        ours.register(lookup)
+        offered = {each.name: each for each in function_tools(ours)}
+        annotations = offered["lookup"].mcp_annotations
+        assert annotations is not None
+        assert annotations.model_dump(by_alias=True, exclude_none=True) == {
+            "readOnlyHint": True,
+            "destructiveHint": False,
+        }
+        assert offered["add"].mcp_annotations is None
+
     def test_open_objects_are_not_sent_strict(self) -> None:
         registry = ToolRegistry()
 

@@ -55,6 +55,7 @@ try:
     from agents.strict_schema import ensure_strict_json_schema
     from agents.tool_context import ToolContext as AgentToolContext
     from agents.version import __version__ as _sdk_version
+    from mcp.types import ToolAnnotations
 except ImportError as error:
     raise ImportError(
         "codex_tools.contrib.openai_agents needs the OpenAI Agents SDK: "
@@ -80,9 +81,11 @@ ORIGINATOR = "openai-agents"
 def function_tools(registry: ToolRegistry | None = None) -> list[FunctionTool]:
     """The tools of ``registry`` (default: the process-wide one) as Agents SDK function tools.
 
-    Each keeps its name, description and JSON Schema. The schema is sent in strict mode
-    only where the SDK's strict conversion leaves its meaning unchanged; strict mode
-    would otherwise make every optional argument required, or reject open objects.
+    Each keeps its name, description, JSON Schema and MCP annotations (as
+    ``FunctionTool.mcp_annotations``, where the SDK keeps an MCP tool's). The schema is
+    sent in strict mode only where the SDK's strict conversion leaves its meaning
+    unchanged; strict mode would otherwise make every optional argument required, or
+    reject open objects.
     A tool switched off or removed from the registry later is no longer offered. A name
     the OpenAI API would refuse is a :class:`~codex_tools.ToolDefinitionError` (a
     ``ValueError``) here, not a failed request in the middle of a run.
@@ -123,6 +126,7 @@ class _RegistryInvoker:
 def _function_tool(registry: ToolRegistry, tool: Tool) -> FunctionTool:
     invoker = _RegistryInvoker(registry, tool.name)
     schema = copy.deepcopy(tool.parameters)
+    annotations = getattr(tool, "annotations", None)
     return FunctionTool(
         name=tool.name,
         description=tool.description or "",
@@ -130,6 +134,11 @@ def _function_tool(registry: ToolRegistry, tool: Tool) -> FunctionTool:
         on_invoke_tool=invoker,
         strict_json_schema=_strict_keeps_meaning(schema),
         is_enabled=invoker.offered,
+        # Where the SDK keeps an MCP tool's annotations, read through the public
+        # ``FunctionTool.mcp_annotations`` (by approval policies, say).
+        _mcp_annotations=(
+            None if annotations is None else ToolAnnotations.model_validate(dict(annotations))
+        ),
     )
 
 
