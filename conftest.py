@@ -22,7 +22,7 @@ from sybil import Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
 import codex_tools
-from codex_tools import ToolRegistry, telemetry
+from codex_tools import ToolRegistry, _runners, telemetry
 
 _THREAD_GRACE_S = 5.0  # a worker thread of a finished call may still be returning
 
@@ -44,6 +44,7 @@ class _Sandbox:
         os.chdir(self._scratch)
 
     def teardown(self, namespace: dict[str, Any]) -> None:
+        _runners.retire_idle()  # idle workers of the pool are not threads left running
         left = self._threads_left()
         for info in telemetry.list_handlers():
             if info.id not in self._handlers:

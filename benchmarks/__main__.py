@@ -16,7 +16,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import _adapter_openai_agents, _adapter_pydantic_ai, _async, _merge, _scale, _sync
+from benchmarks import (
+    _adapter_langchain,
+    _adapter_openai_agents,
+    _adapter_pydantic_ai,
+    _async,
+    _merge,
+    _scale,
+    _sync,
+    _timeouts,
+)
 from benchmarks._harness import Check, Row, Sizes
 
 SCENARIOS = (
@@ -24,7 +33,9 @@ SCENARIOS = (
     _async.run,
     _scale.run,
     _merge.run,
+    _timeouts.run,
     _adapter_pydantic_ai.run,
+    _adapter_langchain.run,
     _adapter_openai_agents.run,
 )
 

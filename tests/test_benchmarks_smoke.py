@@ -32,7 +32,7 @@ def test_quick_benchmark_run_covers_every_scenario_and_checks_its_counts(tmp_pat
     assert done.returncode == 0, done.stderr
     assert "codex-tools benchmarks" in done.stdout
     rows = json.loads(out.read_text())["rows"]
-    assert {row["scenario"].split()[0] for row in rows} >= {str(n) for n in range(1, 9)}
+    assert {row["scenario"].split()[0] for row in rows} >= {str(n) for n in range(1, 10)}
     assert all(row["check"] in ("ok", "n/a") for row in rows)
     measured = [row for row in rows if row["check"] == "ok"]
     assert all(row["value"] is not None and row["value"] > 0 for row in measured)

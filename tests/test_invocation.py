@@ -221,7 +221,7 @@ class TestFailures:
         assert isinstance(raised.value.__cause__, ValueError)
         assert registry.metrics()["flaky"]["failure"] == 1
 
-    @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit, asyncio.CancelledError])
+    @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, asyncio.CancelledError])
     def test_interrupts_are_counted_and_re_raised_unchanged(
         self, registry: ToolRegistry, interrupt: type[BaseException]
     ) -> None:
@@ -380,7 +380,7 @@ class TestSyncAndAsync:
 
 class TestRetryPolicy:
     def test_retried_attempts_are_tagged_and_each_is_counted(self, registry: ToolRegistry) -> None:
-        calls: list[tuple[int | None, bool]] = []
+        calls: list[tuple[int, bool]] = []
 
         @tool(retry=RetryPolicy(max_attempts=3, backoff=None))
         def flaky(ctx: ToolContext) -> str:
@@ -392,9 +392,9 @@ class TestRetryPolicy:
         registry.register(flaky)
         with telemetry.capture() as events:
             assert registry.invoke("flaky") == "ok"
-        assert calls == [(None, False), (2, True), (3, True)]
+        assert calls == [(1, False), (2, True), (3, True)]
         ends = [(e.event[-1], e.metadata["attempt"], e.metadata["retry"]) for e in events[1::2]]
-        assert ends == [("failure", None, False), ("failure", 2, True), ("success", 3, True)]
+        assert ends == [("failure", 1, False), ("failure", 2, True), ("success", 3, True)]
         snapshot = registry.metrics()["flaky"]
         assert (snapshot["success"], snapshot["failure"], snapshot["retries"]) == (1, 2, 2)
 
@@ -464,3 +464,208 @@ class TestRetryPolicy:
         with pytest.raises(ToolTimeoutError):
             registry.invoke("hang")
         assert registry.metrics()["hang"]["failure"] == 2
+
+
+class TestAttempts:
+    """``attempt`` is always an int: 1 unless the caller or a retry says otherwise."""
+
+    @pytest.mark.parametrize(
+        ("context", "expected"),
+        [
+            (None, (1, False)),
+            ({}, (1, False)),
+            ({"attempt": 3}, (3, True)),
+            ({"attempt": 3, "retry": False}, (3, False)),
+            ({"attempt": "3"}, (1, False)),
+            ({"attempt": True}, (1, False)),
+            ({"attempt": 0}, (1, False)),
+            ({"attempt": None}, (1, False)),
+        ],
+    )
+    def test_the_first_try_carries_the_callers_attempt_or_1(
+        self, registry: ToolRegistry, context: dict[str, Any] | None, expected: tuple[int, bool]
+    ) -> None:
+        @tool
+        def seen(ctx: ToolContext) -> tuple[int, bool]:
+            return ctx.attempt, ctx.retry
+
+        registry.register(seen)
+        with telemetry.capture() as events:
+            assert registry.invoke("seen", {}, context) == expected
+        assert {(e.metadata["attempt"], e.metadata["retry"]) for e in events} == {expected}
+
+    async def test_a_policy_counts_on_from_the_callers_attempt_and_caps_its_own_tries(
+        self, registry: ToolRegistry
+    ) -> None:
+        seen: list[int] = []
+        waits: list[int] = []
+
+        @tool(retry=RetryPolicy(max_attempts=3, backoff=waits.append))
+        def down(ctx: ToolContext) -> None:
+            seen.append(ctx.attempt)
+            raise ConnectionError("down")
+
+        registry.register(down)
+        with pytest.raises(ToolExecutionError):
+            await registry.ainvoke("down", {}, {"attempt": 4})
+        with pytest.raises(ToolExecutionError):
+            registry.invoke("down")
+        assert seen == [4, 5, 6, 1, 2, 3]
+        assert waits == [1, 2, 1, 2]  # the backoff is given the policy's own try number
+
+
+class TestAHostSurvivesItsTools:
+    """A tool raising ``SystemExit`` has failed; it never ends the host."""
+
+    @staticmethod
+    def exits() -> None:
+        raise SystemExit(2)  # what argparse does on bad input
+
+    @staticmethod
+    async def aexits() -> None:
+        await asyncio.sleep(0)
+        raise SystemExit(2)
+
+    @pytest.mark.parametrize(
+        "make",
+        [
+            lambda f, af: Tool(name="t", fn=f),
+            lambda f, af: Tool(name="t", fn=f, quick=True),
+            lambda f, af: Tool(name="t", fn=f, timeout=5),
+            lambda f, af: Tool(name="t", fn=af),
+            lambda f, af: Tool(name="t", fn=af, timeout=5),
+        ],
+        ids=["sync", "quick", "sync-timeout", "async", "async-timeout"],
+    )
+    async def test_system_exit_is_an_execution_error_counted_as_a_failure(
+        self, registry: ToolRegistry, make: Any
+    ) -> None:
+        registry.register(make(self.exits, self.aexits))
+        with pytest.raises(ToolExecutionError, match="SystemExit: 2") as raised:
+            await registry.ainvoke("t")
+        assert isinstance(raised.value.__cause__, SystemExit)
+        with pytest.raises(ToolExecutionError):
+            registry.invoke("t")
+        with pytest.raises(ToolExecutionError):
+            await asyncio.to_thread(registry.invoke, "t")
+        row = registry.metrics()["t"]
+        assert (row["success"], row["failure"], row["in_flight"]) == (0, 3, 0)
+        assert row["last_error"]["type"] == "SystemExit"
+
+    def test_a_policy_may_retry_system_exit_and_on_error_may_handle_it(
+        self, registry: ToolRegistry
+    ) -> None:
+        tries: list[int] = []
+
+        def exits_twice() -> str:
+            tries.append(1)
+            if len(tries) < 3:
+                raise SystemExit(1)
+            return "ok"
+
+        retry = RetryPolicy(max_attempts=3, backoff=None, retry_on=SystemExit)
+        registry.register(Tool(name="t", fn=exits_twice, retry=retry))
+        registry.register(Tool(name="h", fn=self.exits, on_error=lambda e, _: type(e).__name__))
+        assert registry.invoke("t") == "ok"
+        assert registry.invoke("h") == "SystemExit"
+        assert registry.metrics()["t"]["failure"] == 2
+
+    def test_an_on_error_or_enabled_check_raising_system_exit_is_contained(
+        self, registry: ToolRegistry
+    ) -> None:
+        def exit_handler(error: BaseException, _: ToolContext) -> None:
+            raise SystemExit(3)
+
+        def exit_check(_: ToolContext) -> bool:
+            raise SystemExit(4)
+
+        registry.register(Tool(name="handled", fn=self.exits, on_error=exit_handler))
+        registry.register(Tool(name="checked", fn=lambda: 1, enabled=exit_check))
+        with pytest.raises(ToolExecutionError, match="SystemExit: 3"):
+            registry.invoke("handled")
+        with pytest.raises(ToolDisabledError):
+            registry.invoke("checked")
+
+    def test_a_process_whose_tool_exits_keeps_running(self) -> None:
+        import subprocess
+        import sys
+
+        script = (
+            "import asyncio, codex_tools as c\n"
+            "def t(): raise SystemExit(7)\n"
+            "c.register(t)\n"
+            "for call in (lambda: c.invoke('t'), lambda: asyncio.run(c.ainvoke('t'))):\n"
+            "    try: call()\n"
+            "    except c.ToolExecutionError: pass\n"
+            "print('still here', c.metrics()['t']['failure'])\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert (done.returncode, done.stdout) == (0, "still here 2\n")
+
+
+class TestNestedCalls:
+    """Only a tool's own arguments are an argument error; a tool calling another with bad
+    arguments has failed."""
+
+    def test_an_inner_argument_error_is_the_outer_tools_execution_error(
+        self, registry: ToolRegistry
+    ) -> None:
+        registry.register(add)
+
+        @tool
+        def outer() -> int:
+            return int(registry.invoke("add", {"a": "not a number", "b": 1}))
+
+        registry.register(outer)
+        with pytest.raises(ToolExecutionError) as raised:
+            registry.invoke("outer")
+        assert isinstance(raised.value.__cause__, ToolArgumentsError)
+        assert raised.value.tool == "outer"
+        assert registry.metrics()["outer"]["last_error"]["type"] == "ToolArgumentsError"
+        with pytest.raises(ToolArgumentsError) as own:
+            registry.invoke("outer", {"unexpected": 1})
+        assert own.value.tool == "outer"
+
+    async def test_a_policy_retries_it(self, registry: ToolRegistry) -> None:
+        registry.register(add)
+        sent = iter([{"a": "x", "b": 1}, {"a": 1, "b": 1}])
+
+        @tool(retry=RetryPolicy(max_attempts=2, backoff=None))
+        async def outer() -> int:
+            return int(await registry.ainvoke("add", next(sent)))
+
+        registry.register(outer)
+        assert await registry.ainvoke("outer") == 2
+        row = registry.metrics()["outer"]
+        assert (row["success"], row["failure"], row["retries"]) == (1, 1, 1)
+
+
+class TestAPolicyThatBreaks:
+    """A retry policy's own bug gives up retrying; the caller gets the tool's failure."""
+
+    @pytest.mark.parametrize(
+        "policy",
+        [
+            RetryPolicy(backoff=None, retry_on=lambda e: 1 / 0 > 0),
+            RetryPolicy(backoff=lambda n: float("nan")),
+            RetryPolicy(backoff=lambda n: float("inf")),
+            RetryPolicy(backoff=lambda n: "soon"),  # type: ignore[arg-type, return-value]
+        ],
+        ids=["retry_on-raises", "nan", "inf", "not-a-number"],
+    )
+    async def test_the_tools_failure_is_raised_with_a_note(
+        self, registry: ToolRegistry, policy: RetryPolicy
+    ) -> None:
+        def down() -> None:
+            raise ConnectionError("down")
+
+        registry.register(Tool(name="down", fn=down, retry=policy))
+        with pytest.raises(ToolExecutionError, match="ConnectionError") as raised:
+            registry.invoke("down")
+        assert any("not retried" in note for note in raised.value.__notes__)
+        with pytest.raises(ToolExecutionError, match="ConnectionError") as raised:
+            await registry.ainvoke("down")
+        assert any("not retried" in note for note in raised.value.__notes__)
+        assert registry.metrics()["down"]["failure"] == 2

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import codex_tools
 from codex_tools import MeasuredCall, Tool, ToolRegistry, telemetry, tool
@@ -311,3 +314,48 @@ class TestRunningTool:
         registry.invoke("threaded_tool")
         assert seen == [sync_tool, sync_tool, async_tool, async_tool, threaded_tool]
         assert running_tool() is None
+
+
+class TestAnyOrderOfEnds:
+    """Whatever a framework does with its calls (ends them in any order, twice, inside
+    and outside blocks), each call ends once and the counts follow."""
+
+    @given(
+        st.lists(
+            st.tuples(st.sampled_from(["succeed", "fail", "block-ok", "block-raise"]),
+                      st.integers(0, 7), st.booleans()),
+            max_size=60,
+        )
+    )  # fmt: skip
+    @settings(max_examples=60, deadline=None)
+    def test_each_call_ends_once_and_the_invariant_holds(
+        self, script: list[tuple[str, int, bool]]
+    ) -> None:
+        registry = ToolRegistry()
+        calls = [registry.measure(f"tool-{n % 3}", {"n": n}) for n in range(8)]
+        ended: dict[int, bool] = {}
+        for how, index, twice in script:
+            call = calls[index]
+            for _ in range(2 if twice else 1):
+                if how.startswith("block"):
+                    with contextlib.suppress(KeyError), call:
+                        if how == "block-raise":
+                            raise KeyError(index)
+                    ended.setdefault(index, how == "block-ok")
+                    continue
+                try:
+                    if how == "succeed":
+                        call.succeed(index)
+                    else:
+                        call.fail(ValueError(index))
+                except RuntimeError:
+                    assert index in ended
+                else:
+                    assert index not in ended
+                    ended[index] = how == "succeed"
+        snapshot = registry.metrics()
+        success = sum(row["success"] for row in snapshot.values())
+        failure = sum(row["failure"] for row in snapshot.values())
+        in_flight = sum(row["in_flight"] for row in snapshot.values())
+        assert (success, failure) == (sum(ended.values()), len(ended) - sum(ended.values()))
+        assert in_flight == 8 - len(ended)

@@ -169,3 +169,102 @@ class TestToolContext:
 
         registry.register(turn)
         assert await registry.ainvoke("turn", None, {"turn_id": "u7"}) == "u7"
+
+
+class TestAnnotations:
+    def test_decorator_hints_become_the_mcp_annotations(self) -> None:
+        @tool(read_only=True, destructive=False, idempotent=True, open_world=False, title="Read")
+        def read(path: str) -> str:
+            """Read a file."""
+            return path
+
+        assert dict(read.annotations or {}) == {
+            "title": "Read",
+            "readOnlyHint": True,
+            "destructiveHint": False,
+            "idempotentHint": True,
+            "openWorldHint": False,
+        }
+
+    def test_only_the_hints_given_are_kept_and_none_means_none_given(self) -> None:
+        assert tool(read_only=True)(lambda: 1).annotations == {"readOnlyHint": True}
+        assert tool(lambda: 1).annotations is None
+        assert Tool(name="t", fn=lambda: 1, annotations={}).annotations is None
+
+    def test_annotations_are_read_only(self) -> None:
+        made = Tool(name="t", fn=lambda: 1, annotations={"readOnlyHint": True})
+        with pytest.raises(TypeError):
+            made.annotations["readOnlyHint"] = False  # type: ignore[index]
+
+    @pytest.mark.parametrize(
+        "annotations",
+        [
+            {"readonly": True},
+            {"readOnlyHint": "yes"},
+            {"title": 3},
+            {1: True},
+            ["readOnlyHint"],
+            "readOnlyHint",
+        ],
+    )
+    def test_bad_annotations_are_a_definition_error(self, annotations: Any) -> None:
+        with pytest.raises(ToolDefinitionError):
+            Tool(name="t", fn=lambda: 1, annotations=annotations)
+
+    def test_hints_given_twice_differently_are_a_definition_error(self) -> None:
+        with pytest.raises(ToolDefinitionError):
+            tool(read_only=True, annotations={"readOnlyHint": False})(lambda: 1)
+        both = tool(read_only=True, annotations={"title": "T"})(lambda: 1)
+        assert dict(both.annotations or {}) == {"title": "T", "readOnlyHint": True}
+
+    def test_mcp_tool_annotations_are_accepted(self) -> None:
+        mcp_types = pytest.importorskip("mcp.types")
+        given = mcp_types.ToolAnnotations(title="T", readOnlyHint=True)
+        made = Tool(name="t", fn=lambda: 1, annotations=given)
+        assert dict(made.annotations or {}) == {"title": "T", "readOnlyHint": True}
+
+
+class TestDescriptions:
+    def test_a_tool_without_a_docstring_is_described_by_its_name(self) -> None:
+        def get_weather(city: str) -> str:
+            return city
+
+        assert tool(get_weather).description == "Get weather"
+        assert Tool(name="fetch[/api]", fn=get_weather).description == "Fetch api"
+        assert Tool(name="t", fn=get_weather, description="").description == ""
+
+
+class TestRegisterCarriesEveryField:
+    def test_renaming_keeps_every_other_field(self) -> None:
+        original = Tool(
+            name="orig",
+            fn=lambda x: x,
+            metadata={"team": "a"},
+            enabled=lambda _: True,
+            on_error=lambda e, _: None,
+            timeout=3.0,
+            retry=RetryPolicy(max_attempts=2),
+            quick=True,
+            annotations={"readOnlyHint": True},
+            parameters={"type": "object", "properties": {"x": {}}},
+        )
+        handle = ToolRegistry().register(original, name="renamed", description="New.")
+        copy = handle.tool
+        assert (copy.name, copy.description) == ("renamed", "New.")
+        for field in Tool.__slots__:
+            if field not in ("name", "description"):
+                assert getattr(copy, field) == getattr(original, field), field
+        assert (original.name, original.description) == ("orig", "Orig")
+        assert ToolRegistry().register(original, name="other").tool.description == "Other"
+
+    def test_a_bad_new_name_is_a_definition_error(self) -> None:
+        with pytest.raises(ToolDefinitionError):
+            ToolRegistry().register(Tool(name="t", fn=lambda: 1), name="")
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), 1e300, True, "5", [1]])
+def test_a_timeout_that_is_not_a_usable_number_of_seconds_is_a_definition_error(
+    timeout: Any,
+) -> None:
+    with pytest.raises(ToolDefinitionError, match="timeout"):
+        Tool(name="t", fn=lambda: 1, timeout=timeout)

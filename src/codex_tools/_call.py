@@ -25,6 +25,7 @@ from codex_tools._metrics import MetricsStore, Shard, error_info
 from codex_tools._tool import Tool, ToolContext
 
 __all__ = [
+    "FAILURES",
     "FIRST_TRY",
     "DeadlineExceeded",
     "Tags",
@@ -42,36 +43,44 @@ __all__ = [
 ]
 
 #: ``(attempt, retry)`` of one try.
-Tags = tuple[int | None, bool]
-FIRST_TRY: Tags = (None, False)  # the tags of a call with no context
+Tags = tuple[int, bool]
+FIRST_TRY: Tags = (1, False)  # the tags of a call with no context
 
 _span_tokens = itertools.count(1)
 _TOOL_START, _TOOL_SUCCESS, _TOOL_FAILURE = _telemetry.TOOL_EVENTS
 _JSON_TYPES = (str, bytes, bytearray)
 
 
+#: What a tool raising means it failed. ``SystemExit`` is one (an argparse-based tool
+#: given bad input): it must never end the host. Interrupts and cancellation are not.
+FAILURES = (Exception, SystemExit)
+
+
 class DeadlineExceeded(Exception):
-    """Our own timeout fired (as opposed to the tool raising ``TimeoutError`` itself)."""
+    """Our own timeout fired (as opposed to the tool raising ``TimeoutError`` itself);
+    its message, if any, says why."""
 
 
 def tags(context: Mapping[str, Any] | None, k: int) -> Tags:
-    """``(attempt, retry)`` of the ``k``-th try (0-based) under the caller's context.
+    """``(attempt, retry)`` of the ``k``-th try (0-based) of a policy under the caller's
+    context.
 
-    The first try carries the caller's attempt (``None`` if not given) and ``retry``
-    (``attempt > 1`` unless the caller says); a policy's later tries count on from it.
+    The first try carries the caller's attempt (1 unless it gives an int from 1) and
+    ``retry`` (``attempt > 1`` unless the caller says); a policy's later tries count on
+    from it.
     """
     if context is None:
-        return (None, False) if k == 0 else (1 + k, True)
+        return FIRST_TRY if k == 0 else (1 + k, True)
     try:
-        attempt = context.get("attempt")
+        attempt = context.get("attempt", 1)
     except AttributeError:  # checked here, where it costs nothing when it is a mapping
         raise TypeError(f"context must be a mapping, not {type(context).__name__}") from None
+    if type(attempt) is not int or attempt < 1:
+        attempt = 1
     if k:
-        return (attempt if isinstance(attempt, int) else 1) + k, True
+        return attempt + k, True
     retry = context.get("retry")
-    if retry is None:
-        retry = isinstance(attempt, int) and attempt > 1
-    return attempt, bool(retry)
+    return attempt, attempt > 1 if retry is None else bool(retry)
 
 
 def tool_context(tool: Tool, context: Mapping[str, Any] | None, tags: Tags) -> ToolContext:
@@ -215,22 +224,28 @@ def fail(
     duration: int,
     context: Mapping[str, Any] | None,
     tags: Tags,
+    ran: bool,
 ) -> Any:
     """End a failed call of a registry tool: its output if ``on_error`` supplies one,
     else raise.
 
-    Argument errors and cancellations (any non-``Exception``) propagate unchanged;
-    anything the tool raised becomes a :class:`ToolExecutionError` with it as the cause.
+    Before the tool ``ran``, the error is about its own arguments (or an interrupt) and
+    propagates unchanged, as do cancellations and interrupts (``KeyboardInterrupt``,
+    ``CancelledError``). Anything the tool raised, ``SystemExit`` and another tool's
+    ``ToolArgumentsError`` included, becomes a :class:`ToolExecutionError` with it as the
+    cause.
     """
     raised: BaseException = error
-    if isinstance(error, Exception) and not isinstance(error, ToolArgumentsError):
+    if ran and isinstance(error, FAILURES):
         timed_out = isinstance(error, DeadlineExceeded)
         if timed_out:
-            error = TimeoutError(f"tool {tool.name!r} timed out after {tool.timeout} s")
+            error = TimeoutError(
+                str(error) or f"tool {tool.name!r} timed out after {tool.timeout} s"
+            )
         if tool.on_error is not None:
             try:
                 output = tool.on_error(error, tool_context(tool, context, tags))
-            except Exception as handled:  # noqa: BLE001  (on_error re-raising is a failure)
+            except FAILURES as handled:  # on_error re-raising is a failure
                 timed_out = timed_out and handled is error
                 error = handled
             else:

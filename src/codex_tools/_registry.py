@@ -18,6 +18,7 @@ from typing import Any
 
 from codex_tools import _call
 from codex_tools._call import (
+    FAILURES,
     FIRST_TRY,
     arguments,
     begin,
@@ -34,7 +35,7 @@ from codex_tools._errors import (
     ToolNotFoundError,
 )
 from codex_tools._measure import NO_METADATA, MeasuredCall
-from codex_tools._metrics import MetricsStore
+from codex_tools._metrics import MetricsStore, error_info
 from codex_tools._retry import backoff_delay
 from codex_tools._runners import call_async, call_in_thread, run_coroutine
 from codex_tools._tool import Tool, tool
@@ -82,18 +83,7 @@ class ToolRegistry:
         if isinstance(fn, Tool):
             new = fn
             if name is not None or description is not None:
-                new = Tool(
-                    name=fn.name if name is None else name,
-                    fn=fn.fn,
-                    description=fn.description if description is None else description,
-                    parameters=fn.parameters,
-                    metadata=fn.metadata,
-                    enabled=fn.enabled,
-                    on_error=fn.on_error,
-                    timeout=fn.timeout,
-                    retry=fn.retry,
-                    quick=fn.quick,
-                )
+                new = fn._renamed(name, description)
         else:
             new = tool(name=name, description=description)(fn)
         with self._lock:
@@ -214,12 +204,13 @@ class ToolRegistry:
         try_tags = FIRST_TRY if context is None and not k else tags(context, k)
         shard, meta = begin(self._metrics, tool.name, tool.metadata, args, context, try_tags)
         start = _perf_ns()
+        kwargs = None
         try:
             kwargs = arguments(tool, args, context, try_tags)
             marker = running.set(tool) if _call.tracking else None
             try:
                 if tool.is_async:
-                    output = run_coroutine(lambda: call_async(tool, kwargs))
+                    output = run_coroutine(tool, lambda: call_async(tool, kwargs))
                 elif tool.timeout is not None:
                     output = call_in_thread(tool, kwargs)
                 else:
@@ -228,7 +219,8 @@ class ToolRegistry:
                 if marker is not None:
                     running.reset(marker)
         except BaseException as error:  # noqa: BLE001  (every end is counted; fail re-raises)
-            return fail(tool, shard, meta, error, _perf_ns() - start, context, try_tags)
+            duration = _perf_ns() - start
+            return fail(tool, shard, meta, error, duration, context, try_tags, kwargs is not None)
         succeed(shard, meta, output, _perf_ns() - start)
         return output
 
@@ -242,6 +234,7 @@ class ToolRegistry:
         try_tags = FIRST_TRY if context is None and not k else tags(context, k)
         shard, meta = begin(self._metrics, tool.name, tool.metadata, args, context, try_tags)
         start = _perf_ns()
+        kwargs = None
         try:
             kwargs = arguments(tool, args, context, try_tags)
             marker = running.set(tool) if _call.tracking else None
@@ -256,7 +249,8 @@ class ToolRegistry:
                 if marker is not None:
                     running.reset(marker)
         except BaseException as error:  # noqa: BLE001  (every end is counted; fail re-raises)
-            return fail(tool, shard, meta, error, _perf_ns() - start, context, try_tags)
+            duration = _perf_ns() - start
+            return fail(tool, shard, meta, error, duration, context, try_tags, kwargs is not None)
         succeed(shard, meta, output, _perf_ns() - start)
         return output
 
@@ -269,7 +263,7 @@ class ToolRegistry:
         if enabled is not False:
             try:
                 enabled = bool(enabled(tool_context(tool, context, tags(context, 0))))
-            except Exception as error:
+            except FAILURES as error:
                 raise ToolDisabledError(
                     f"the enabled check of tool {tool.name!r} raised {type(error).__name__}",
                     tool=tool.name,
@@ -300,9 +294,21 @@ def _name(name: object) -> str | None:
 
 
 def _retry_delay(tool: Tool, error: ToolExecutionError, attempt: int) -> float | None:
-    """Seconds to wait before another try after ``attempt`` failed, or None to give up."""
+    """Seconds to wait before another try after ``attempt`` failed, or None to give up.
+
+    A policy that raises (its ``retry_on`` predicate, its backoff) gives up: the caller
+    gets the tool's failure, with a note saying why it was not retried.
+    """
     policy = tool.retry
     cause = error.__cause__
-    if policy is None or cause is None or not policy.should_retry(cause, attempt):
+    try:
+        if policy is None or cause is None or not policy.should_retry(cause, attempt):
+            return None
+        return backoff_delay(policy.backoff, attempt)
+    except Exception as broken:  # noqa: BLE001  (the tool's failure is what the caller gets)
+        info = error_info(broken)
+        error.add_note(
+            f"not retried: the retry policy of tool {tool.name!r} raised "
+            f"{info['type']}: {info['message']}"
+        )
         return None
-    return backoff_delay(policy.backoff, attempt)

@@ -8,6 +8,7 @@ the waiting, with ``time.sleep`` or ``asyncio.sleep`` as fits the caller.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Callable
 
@@ -37,7 +38,10 @@ def backoff_delay(backoff: Backoff | None, attempt: int) -> float:
     if backoff is None:
         return 0.0
     delay = backoff(attempt)
-    return max(float(delay), 0.0) if delay else 0.0
+    seconds = float(delay) if delay else 0.0
+    if not math.isfinite(seconds):
+        raise ValueError(f"a backoff returned {delay!r} for attempt {attempt}, not a delay")
+    return max(seconds, 0.0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

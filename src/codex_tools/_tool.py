@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import inspect
 import json
 import re
+import threading
 import typing
 from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Annotated, Any, Literal, NotRequired, TypeVar, overload
 
 from pydantic import ConfigDict, Field, PydanticSchemaGenerationError, TypeAdapter, with_config
@@ -18,7 +21,15 @@ from typing_extensions import TypedDict  # pydantic needs this one before Python
 from codex_tools._errors import ToolDefinitionError
 from codex_tools._retry import RetryPolicy
 
-__all__ = ["EnabledPredicate", "ErrorHandler", "Tool", "ToolContext", "is_async_callable", "tool"]
+__all__ = [
+    "ANNOTATION_TYPES",
+    "EnabledPredicate",
+    "ErrorHandler",
+    "Tool",
+    "ToolContext",
+    "is_async_callable",
+    "tool",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,8 +66,8 @@ class ToolContext(Mapping[str, Any]):
         return name
 
     @property
-    def attempt(self) -> int | None:
-        attempt: int | None = self._data.get("attempt")
+    def attempt(self) -> int:
+        attempt: int = self._data.get("attempt", 1)
         return attempt
 
     @property
@@ -174,6 +185,62 @@ def _build_signature(fn: Callable[..., Any], name: str, param_docs: dict[str, st
     return _Signature(adapter.validator, schema, context_param)  # type: ignore[arg-type]
 
 
+#: The MCP tool annotations and the type of each value (spec 2025-11-25, ``ToolAnnotations``).
+ANNOTATION_TYPES: dict[str, type] = {
+    "title": str,
+    "readOnlyHint": bool,
+    "destructiveHint": bool,
+    "idempotentHint": bool,
+    "openWorldHint": bool,
+}
+
+
+def _annotations(name: str, given: Any) -> Mapping[str, Any] | None:
+    """The annotations as a read-only mapping of the MCP keys given, or None for none.
+
+    A plain mapping is checked key by key; an ``mcp.types.ToolAnnotations`` (recognised
+    without importing ``mcp``) was checked by ``mcp`` and keeps every field it has, so a
+    newer peer's hints travel through unchanged.
+    """
+    if given is None:
+        return None
+    dump = getattr(given, "model_dump", None)
+    if callable(dump) and type(given).__module__.startswith("mcp"):  # mcp, mcp_types
+        fields = dump(exclude_none=True, by_alias=True)
+        return MappingProxyType(dict(fields)) if fields else None
+    if not isinstance(given, Mapping):
+        raise ToolDefinitionError(
+            f"tool {name!r}: annotations must be a mapping or mcp.types.ToolAnnotations, "
+            f"not {type(given).__name__}",
+            tool=name,
+        )
+    checked: dict[str, Any] = {}
+    for key, value in given.items():
+        expected = ANNOTATION_TYPES.get(key) if isinstance(key, str) else None
+        if expected is None:
+            known = ", ".join(ANNOTATION_TYPES)
+            raise ToolDefinitionError(
+                f"tool {name!r}: unknown annotation {key!r} (known: {known})", tool=name
+            )
+        if value is None:
+            continue
+        if type(value) is not expected:
+            raise ToolDefinitionError(
+                f"tool {name!r}: annotation {key!r} must be a {expected.__name__}, "
+                f"not {type(value).__name__}",
+                tool=name,
+            )
+        checked[key] = value
+    return MappingProxyType(checked) if checked else None
+
+
+def _humanised(name: str) -> str:
+    """A description for a tool that has none: MCP clients and their conformance suite
+    want one. ``get_weather`` -> ``Get weather``."""
+    words = " ".join(re.split(r"[\W_]+", name)).strip()
+    return words[:1].upper() + words[1:] if words else name
+
+
 def _check_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ToolDefinitionError(f"a tool name must be a non-empty string, got {name!r}")
@@ -189,6 +256,7 @@ class Tool:
 
     __slots__ = (
         "_signature",
+        "annotations",
         "description",
         "enabled",
         "fn",
@@ -215,20 +283,29 @@ class Tool:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         quick: bool = False,
+        annotations: Mapping[str, Any] | Any | None = None,
     ) -> None:
         name = _check_name(name)
         if not callable(fn):
             raise ToolDefinitionError(f"tool {name!r}: fn must be callable, got {fn!r}", tool=name)
-        if timeout is not None and not timeout > 0:
+        if timeout is not None and not (
+            isinstance(timeout, int | float)
+            and not isinstance(timeout, bool)
+            and 0 < timeout <= threading.TIMEOUT_MAX  # NaN fails both; inf the second
+        ):
             raise ToolDefinitionError(
-                f"tool {name!r}: timeout must be > 0, got {timeout}", tool=name
+                f"tool {name!r}: timeout must be a number of seconds > 0 and at most "
+                f"{threading.TIMEOUT_MAX:g}, or None, got {timeout!r}",
+                tool=name,
             )
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ToolDefinitionError(f"tool {name!r}: retry must be a RetryPolicy", tool=name)
         doc_description, param_docs = _parse_docstring(inspect.getdoc(fn))
         self.name = name
         self.fn = fn
-        self.description = doc_description if description is None else description
+        if description is None:
+            description = doc_description or _humanised(name)
+        self.description = description
         self._signature = _build_signature(fn, name, param_docs)
         self.parameters: dict[str, Any] = (
             dict(parameters) if parameters is not None else self._signature.schema
@@ -239,6 +316,8 @@ class Tool:
         self.timeout = timeout
         self.retry = retry
         self.quick = quick
+        #: the MCP annotations given (``title``, ``readOnlyHint``, ...), read-only; or None
+        self.annotations = _annotations(name, annotations)
         self.is_async = is_async_callable(fn)
 
     def __repr__(self) -> str:
@@ -247,6 +326,19 @@ class Tool:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function directly: unvalidated and unmeasured, as in plain Python."""
         return self.fn(*args, **kwargs)
+
+    def _renamed(self, name: str | None, description: str | None) -> Tool:
+        """A copy carrying every field over, with a new name and/or description."""
+        new = copy.copy(self)
+        if name is not None:
+            new.name = _check_name(name)
+            if description is None and self.description == _humanised(self.name):
+                description = _humanised(new.name)  # it was made from the old name
+        if description is not None:
+            new.description = description
+        new.parameters = dict(self.parameters)
+        new.metadata = dict(self.metadata)
+        return new
 
 
 @overload
@@ -263,6 +355,12 @@ def tool(
     timeout: float | None = None,
     retry: RetryPolicy | None = None,
     quick: bool = False,
+    annotations: Mapping[str, Any] | Any | None = None,
+    title: str | None = None,
+    read_only: bool | None = None,
+    destructive: bool | None = None,
+    idempotent: bool | None = None,
+    open_world: bool | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 def tool(
     fn: Callable[..., Any] | None = None,
@@ -277,11 +375,34 @@ def tool(
     timeout: float | None = None,
     retry: RetryPolicy | None = None,
     quick: bool = False,
+    annotations: Mapping[str, Any] | Any | None = None,
+    title: str | None = None,
+    read_only: bool | None = None,
+    destructive: bool | None = None,
+    idempotent: bool | None = None,
+    open_world: bool | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Make a :class:`Tool` of a function: ``@tool`` or ``@tool(name=..., ...)``.
 
-    The name defaults to the function's name and the description to its docstring.
+    The name defaults to the function's name and the description to its docstring (or,
+    with none, to the name in words). ``title``, ``read_only``, ``destructive``,
+    ``idempotent`` and ``open_world`` are the MCP annotations ``title``,
+    ``readOnlyHint``, ``destructiveHint``, ``idempotentHint`` and ``openWorldHint``.
     """
+    hints = {
+        "title": title,
+        "readOnlyHint": read_only,
+        "destructiveHint": destructive,
+        "idempotentHint": idempotent,
+        "openWorldHint": open_world,
+    }
+    hints = {key: value for key, value in hints.items() if value is not None}
+    if hints:
+        given = _annotations(name or "tool", annotations) or {}
+        clash = [key for key in hints if key in given and given[key] != hints[key]]
+        if clash:
+            raise ToolDefinitionError(f"annotations given twice, differently: {clash}", tool=name)
+        annotations = {**given, **hints}
 
     def build(function: Callable[..., Any]) -> Tool:
         return Tool(
@@ -295,6 +416,7 @@ def tool(
             timeout=timeout,
             retry=retry,
             quick=quick,
+            annotations=annotations,
         )
 
     return build if fn is None else build(fn)

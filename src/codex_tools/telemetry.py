@@ -165,11 +165,11 @@ def _dispatch(
     for info in handlers:
         try:
             info.function(event, measurements, metadata, info.config)
-        except Exception as error:  # noqa: BLE001  (a handler must never break the emitter)
+        except (Exception, SystemExit) as error:  # noqa: BLE001  (must never break the emitter)
             _handler_failed(info, event, error)
 
 
-def _handler_failed(info: HandlerInfo, event: EventName, error: Exception) -> None:
+def _handler_failed(info: HandlerInfo, event: EventName, error: BaseException) -> None:
     detach(info.id)
     with suppress(Exception):  # a broken logging setup must not reach the emitter either
         logger.error(

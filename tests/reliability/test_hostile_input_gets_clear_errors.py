@@ -339,7 +339,7 @@ ERRORS: list[BaseException] = [
     NamedAtLength("long class name"),
     NamedOddly("odd class name"),
 ]
-INTERRUPTS: list[BaseException] = [KeyboardInterrupt(), SystemExit(3), Interrupt(StrIsHuge())]
+INTERRUPTS: list[BaseException] = [KeyboardInterrupt(), Interrupt(StrIsHuge())]
 
 
 def _raising(error: BaseException) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from codex_tools import ToolRegistry, telemetry, tool
+from codex_tools import ToolExecutionError, ToolRegistry, telemetry, tool
 
 HANDLER_FAILURE_MEASUREMENTS = {"monotonic_time", "system_time"}
 HANDLER_FAILURE_METADATA = {
@@ -127,6 +127,30 @@ def test_handler_whose_error_cannot_be_printed_is_still_detached_and_reported(
     assert "unprintable" not in _ids()
     assert isinstance(failures[0].metadata["reason"], Unprintable)
     assert "Unprintable" in failures[0].metadata["stacktrace"]
+
+
+@pytest.mark.parametrize("event", telemetry.TOOL_EVENTS, ids=lambda event: event[-1])
+def test_a_handler_raising_system_exit_is_detached_like_any_failing_handler(
+    registry: ToolRegistry, event: tuple[str, ...]
+) -> None:
+    """``sys.exit`` in a handler (a CLI's reporting code) must not end the host."""
+
+    def exits(_e: Any, _m: Any, _meta: Any, _c: Any) -> None:
+        raise SystemExit(1)
+
+    def fails() -> None:
+        raise ValueError("so the failure event fires")
+
+    registry.register(add)
+    registry.register(fails)
+    telemetry.attach("exits", event, exits)
+    with telemetry.capture(telemetry.HANDLER_FAILURE) as failures:
+        assert registry.invoke("add", {"a": 1, "b": 2}) == 3
+        with pytest.raises(ToolExecutionError):
+            registry.invoke("fails")
+    assert "exits" not in _ids()
+    assert [type(f.metadata["reason"]) for f in failures] == [SystemExit]
+    assert registry.metrics()["add"]["success"] == 1
 
 
 @pytest.mark.parametrize("driver", ["invoke", "ainvoke"])

@@ -7,14 +7,13 @@ leaves behind, rather than waits for, the threads of sync tools that outlive the
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from codex_tools import ToolError, ToolRegistry, default_registry
 from codex_tools._metrics import error_info
 from codex_tools._retry import Backoff, backoff_delay
+from codex_tools._runners import run
 from codex_tools.autorun._model import (
     Conversation,
     Model,
@@ -143,35 +142,6 @@ async def _run_call(
     return ToolOutput(call.call_id, call.name, call.arguments, output, *where)
 
 
-class _DaemonThreads(concurrent.futures.ThreadPoolExecutor):
-    """The loop's default executor (asyncio insists on a ``ThreadPoolExecutor``; its pool
-    is left unused): a daemon thread per job, never waited for, so a sync tool stuck past
-    its deadline or cut short by Ctrl-C holds up neither ``run_auto``'s return nor the
-    process's exit."""
-
-    def submit(
-        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
-    ) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def work() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                future.set_result(fn(*args, **kwargs))
-            except BaseException as error:  # noqa: BLE001  (handed to the awaiting task)
-                future.set_exception(error)
-
-        threading.Thread(target=work, name="codex-tools-autorun", daemon=True).start()
-        return future
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    loop = asyncio.new_event_loop()
-    loop.set_default_executor(_DaemonThreads())
-    return loop
-
-
 def run_auto(
     model: Model,
     input: str,
@@ -191,16 +161,15 @@ def run_auto(
         pass
     else:
         raise RuntimeError("run_auto() cannot run inside an event loop: await arun_auto()")
-    with asyncio.Runner(loop_factory=_new_loop) as runner:
-        return runner.run(
-            arun_auto(
-                model,
-                input,
-                registry,
-                max_attempts,
-                backoff,
-                context,
-                instructions=instructions,
-                max_concurrency=max_concurrency,
-            )
+    return run(
+        arun_auto(
+            model,
+            input,
+            registry,
+            max_attempts,
+            backoff,
+            context,
+            instructions=instructions,
+            max_concurrency=max_concurrency,
         )
+    )

@@ -126,7 +126,7 @@ class _RegistryInvoker:
 def _function_tool(registry: ToolRegistry, tool: Tool) -> FunctionTool:
     invoker = _RegistryInvoker(registry, tool.name)
     schema = copy.deepcopy(tool.parameters)
-    annotations = getattr(tool, "annotations", None)
+    annotations = tool.annotations
     return FunctionTool(
         name=tool.name,
         description=tool.description or "",
