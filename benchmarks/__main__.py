@@ -18,6 +18,7 @@ from rich.table import Table
 
 from benchmarks import (
     _adapter_langchain,
+    _adapter_openai_agents,
     _adapter_pydantic_ai,
     _async,
     _merge,
@@ -35,6 +36,7 @@ SCENARIOS = (
     _timeouts.run,
     _adapter_pydantic_ai.run,
     _adapter_langchain.run,
+    _adapter_openai_agents.run,
 )
 
 

@@ -121,12 +121,7 @@ def chat_tools(tools: tuple[Tool, ...]) -> list[dict[str, Any]]:
     """
     offered = [tool for tool in tools if tool.enabled is not False]
     for tool in offered:
-        if not _TOOL_NAME.fullmatch(tool.name):
-            raise ToolDefinitionError(
-                f"tool {tool.name!r} cannot be offered to an OpenAI model: "
-                f"its name must match ^[a-zA-Z0-9_-]{{1,64}}$",
-                tool=tool.name,
-            )
+        check_name(tool.name)
     return [
         {
             "type": "function",
@@ -138,6 +133,16 @@ def chat_tools(tools: tuple[Tool, ...]) -> list[dict[str, Any]]:
         }
         for tool in offered
     ]
+
+
+def check_name(name: str) -> None:
+    """A tool name the OpenAI API would refuse is a :class:`ToolDefinitionError`."""
+    if not _TOOL_NAME.fullmatch(name):
+        raise ToolDefinitionError(
+            f"tool {name!r} cannot be offered to an OpenAI model: "
+            f"its name must match ^[a-zA-Z0-9_-]{{1,64}}$",
+            tool=name,
+        )
 
 
 def chat_messages(conversation: Conversation) -> list[dict[str, Any]]:
