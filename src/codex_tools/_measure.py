@@ -64,7 +64,17 @@ class MeasuredCall:
 
     def succeed(self, output: Any = None) -> None:
         """End the call as a success returning ``output``."""
-        self._finish(True, output, _perf_ns() - self._start, strict=True)
+        duration = _perf_ns() - self._start
+        if not self._ending.acquire(False):
+            raise self._ended_already()
+        self.output = output
+        shard = self._shard
+        succeed(
+            shard if shard.owner == _get_ident() else self._other_shard(),
+            self._meta,
+            output,
+            duration,
+        )
 
     def fail(self, error: BaseException) -> None:
         """End the call as a failure (``last_error`` is ``error``'s type and message),
@@ -72,28 +82,26 @@ class MeasuredCall:
         duration = _perf_ns() - self._start
         if not isinstance(error, BaseException):
             raise TypeError(f"fail() takes an exception, not {type(error).__name__}")
-        self._finish(False, error, duration, strict=True)
-
-    def _finish(self, ok: bool, value: Any, duration: int, *, strict: bool) -> None:
-        """The one end: only the first caller gets past the lock."""
-        if not self._ending.acquire(blocking=False):
-            if strict:
-                raise RuntimeError(f"the call of {self.name!r} has already ended")
-            return
-        if ok:
-            self.output = value
-            succeed(self._end_shard(), self._meta, value, duration)
-        else:
-            failed(self._end_shard(), self._meta, value, duration)
-
-    def _end_shard(self) -> Shard:
-        """Where the end is counted: each thread writes only to its own shard of the
-        stats the start was counted in (a reset since then leaves the new stats alone)."""
+        if not self._ending.acquire(False):
+            raise self._ended_already()
         shard = self._shard
+        failed(
+            shard if shard.owner == _get_ident() else self._other_shard(),
+            self._meta,
+            error,
+            duration,
+        )
+
+    def _ended_already(self) -> RuntimeError:
+        return RuntimeError(f"the call of {self.name!r} has already ended")
+
+    def _other_shard(self) -> Shard:
+        """Where an end in another thread than the start is counted: each thread writes
+        only to its own shard of the stats the start was counted in (a reset since then
+        leaves the new stats alone)."""
+        stats = self._shard.stats
         ident = _get_ident()
-        if shard.owner == ident:
-            return shard
-        return shard.stats.shards.get(ident) or shard.stats.new_shard(ident)
+        return stats.shards.get(ident) or stats.new_shard(ident)
 
     def __enter__(self) -> MeasuredCall:
         return self
@@ -105,10 +113,15 @@ class MeasuredCall:
         traceback: TracebackType | None,
     ) -> None:
         duration = _perf_ns() - self._start
+        if not self._ending.acquire(False):  # ended inside the block: nothing left to end
+            return
+        shard = self._shard
+        if shard.owner != _get_ident():
+            shard = self._other_shard()
         if exc is None:
-            self._finish(True, self.output, duration, strict=False)
+            succeed(shard, self._meta, self.output, duration)
         else:
-            self._finish(False, exc, duration, strict=False)
+            failed(shard, self._meta, exc, duration)
 
     async def __aenter__(self) -> MeasuredCall:
         return self
