@@ -280,6 +280,17 @@ def drive(agent: Agent[None, str], script: Script) -> str:
 
 
 class TestMetered:
+    def test_retries_are_counted_when_no_handler_watches_the_events(
+        self, registry: ToolRegistry
+    ) -> None:
+        script = Script(
+            [("picky", {"word": "now"}, "c-retry")], [("picky", {"word": "please"}, "c-retry-2")]
+        )
+        assert drive(own_tools(registry), script) == "done"  # no telemetry.capture()
+
+        metrics = registry.metrics()["picky"]
+        assert (metrics["success"], metrics["failure"], metrics["retries"]) == (1, 1, 1)
+
     def test_the_agents_own_tools_are_counted_with_what_the_model_was_shown(
         self, registry: ToolRegistry
     ) -> None:

@@ -54,6 +54,7 @@ from pydantic import ValidationError
 from pydantic_core import from_json
 
 from codex_tools import Tool, ToolArgumentsError, ToolError, ToolRegistry, default_registry
+from codex_tools import telemetry as _telemetry
 
 __all__ = ["Metered", "RegistryToolset"]
 
@@ -266,9 +267,17 @@ class Metered(AbstractCapability[Any]):
         args: ValidatedToolArgs,
         handler: WrapToolExecuteHandler,
     ) -> Any:
-        if tool_def.metadata is not None and tool_def.metadata.get(_REGISTRY_KEY) == self._token:
+        metadata = tool_def.metadata
+        if metadata is not None and metadata.get(_REGISTRY_KEY) == self._token:
             return await handler(args)
-        measured = self.registry.measure(call.tool_name, args, _context(ctx))
+        # The whole context only when a handler watches tool events; else only what
+        # counting reads, the try's number (none on a first try): a dict per call less,
+        # on the path of every tool call of the agent.
+        if _telemetry._tool_events_watched:
+            context: dict[str, Any] | None = _context(ctx)
+        else:
+            context = {"attempt": ctx.retry + 1} if ctx.retry else None
+        measured = self.registry.measure(call.tool_name, args, context)
         try:
             result = await handler(args)
         except SkipToolExecution as skipped:
