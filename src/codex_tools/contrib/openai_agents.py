@@ -70,6 +70,7 @@ from codex_tools import (
     ToolRegistry,
     default_registry,
 )
+from codex_tools import telemetry as _telemetry
 from codex_tools.autorun._openai import check_name
 
 __all__ = ["ORIGINATOR", "Instrumentation", "function_tools", "instrument"]
@@ -300,8 +301,16 @@ def _metering(invoke: Invoke) -> Invoke:
             registries = tuple(each for each in registries if each is not invoker.registry)
         if not registries:
             return await invoke(function_tool=function_tool, context=context, arguments=arguments)
-        where = {"call_id": context.tool_call_id, "originator": ORIGINATOR}
-        calls = [each.measure(function_tool.name, arguments, where) for each in registries]
+        # The call's context only when a handler watches tool events: counting reads none.
+        where = (
+            {"call_id": context.tool_call_id, "originator": ORIGINATOR}
+            if _telemetry._tool_events_watched
+            else None
+        )
+        name = function_tool.name
+        calls = []  # a loop, not a comprehension: no function object per call on 3.11
+        for each in registries:
+            calls.append(each.measure(name, arguments, where))  # noqa: PERF401
         limit = function_tool.timeout_seconds
         started = 0.0 if limit is None else time.monotonic()
         outcome = _Outcome()
