@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from codex_tools import ToolExecutionError, ToolRegistry, _metrics
 from codex_tools._metrics import Shard, ToolStats, bucket_index, bucket_value
+from threads_support import watched
 
 KEYS = [
     "success",
@@ -213,26 +214,6 @@ def test_snapshot_shape_is_json_ready_for_every_state(registry: ToolRegistry) ->
     assert decoded == registry.metrics()
 
 
-def watched(registry: ToolRegistry, name: str, *workers: threading.Thread) -> list[dict[str, Any]]:
-    """Run the workers to their end, taking snapshots of ``name`` all the while."""
-    snapshots: list[dict[str, Any]] = []
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            snapshots.append(registry.metrics()[name])
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    for thread in workers:
-        thread.start()
-    for thread in workers:
-        thread.join()
-    done.set()
-    watcher.join()
-    return snapshots
-
-
 @pytest.mark.usefixtures("tiny_switch_interval")
 class TestCallsEndedInAnotherThread:
     """A ``MeasuredCall`` begun in one thread and ended in another is started in one shard
@@ -250,7 +231,7 @@ class TestCallsEndedInAnotherThread:
                     call.fail(ValueError(i))
 
         workers = [threading.Thread(target=end, args=(calls[n::enders],)) for n in range(enders)]
-        snapshots = watched(registry, "handed_over", *workers)
+        snapshots = watched(lambda: registry.metrics()["handed_over"], *workers)
         final = registry.metrics()["handed_over"]
         assert (final["success"] + final["failure"], final["in_flight"]) == (started, 0)
         assert snapshots
@@ -276,7 +257,7 @@ class TestCallsEndedInAnotherThread:
                 call.succeed()
 
         workers = [threading.Thread(target=begin), *(threading.Thread(target=end) for _ in "ab")]
-        snapshots = watched(registry, "queued", *workers)
+        snapshots = watched(lambda: registry.metrics()["queued"], *workers)
         assert registry.metrics()["queued"]["success"] == total + 1
         # at most the queue, one call in each ender's hands and one being put
         assert all(0 <= row["in_flight"] <= pending + 3 for row in snapshots)
