@@ -65,16 +65,9 @@ class MeasuredCall:
     def succeed(self, output: Any = None) -> None:
         """End the call as a success returning ``output``."""
         duration = _perf_ns() - self._start
-        if not self._ending.acquire(False):
-            raise self._ended_already()
+        shard = self._end()
         self.output = output
-        shard = self._shard
-        succeed(
-            shard if shard.owner == _get_ident() else self._other_shard(),
-            self._meta,
-            output,
-            duration,
-        )
+        succeed(shard, self._meta, output, duration)
 
     def fail(self, error: BaseException) -> None:
         """End the call as a failure (``last_error`` is ``error``'s type and message),
@@ -82,18 +75,15 @@ class MeasuredCall:
         duration = _perf_ns() - self._start
         if not isinstance(error, BaseException):
             raise TypeError(f"fail() takes an exception, not {type(error).__name__}")
-        if not self._ending.acquire(False):
-            raise self._ended_already()
-        shard = self._shard
-        failed(
-            shard if shard.owner == _get_ident() else self._other_shard(),
-            self._meta,
-            error,
-            duration,
-        )
+        failed(self._end(), self._meta, error, duration)
 
-    def _ended_already(self) -> RuntimeError:
-        return RuntimeError(f"the call of {self.name!r} has already ended")
+    def _end(self) -> Shard:
+        """Take the one end, or raise :class:`RuntimeError` if it was taken; the shard
+        to count it in."""
+        if not self._ending.acquire(False):
+            raise RuntimeError(f"the call of {self.name!r} has already ended")
+        shard = self._shard
+        return shard if shard.owner == _get_ident() else self._other_shard()
 
     def _other_shard(self) -> Shard:
         """Where an end in another thread than the start is counted: each thread writes
