@@ -47,8 +47,8 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from codex_tools import ToolRegistry, __version__
 from codex_tools.contrib.mcp._forward import import_tools
 from codex_tools.contrib.mcp._server import registry_server
-from codex_tools.contrib.mcp._stdio import serve_over_stdio
-from codex_tools.contrib.mcp._upstream import how_it_ended, read_upstream, stop, write_upstream
+from codex_tools.contrib.mcp._stdio import PipeWriter, serve_over_stdio
+from codex_tools.contrib.mcp._upstream import how_it_ended, read_upstream, stop
 
 __all__ = ["STARTUP_TIMEOUT", "serve_failure", "serve_proxy"]
 
@@ -110,7 +110,7 @@ async def _proxy(
     from_upstream, session_read = anyio.create_memory_object_stream[SessionMessage | Exception](
         math.inf
     )
-    session_write, to_upstream = anyio.create_memory_object_stream[SessionMessage](math.inf)
+    to_upstream = PipeWriter(upstream.stdin.fileno())
     gone = anyio.Event()
     served = anyio.Event()
     downstream = _Downstream()
@@ -118,8 +118,7 @@ async def _proxy(
     failure: str | None = None
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(read_upstream, upstream.stdout.fileno(), from_upstream, gone)
-        tasks.start_soon(write_upstream, upstream.stdin.fileno(), to_upstream)
-        async with ClientSession(session_read, session_write, message_handler=relay) as session:
+        async with ClientSession(session_read, to_upstream, message_handler=relay) as session:
 
             async def import_all() -> None:
                 await import_tools(session, registry, call_timeout=call_timeout)

@@ -19,17 +19,18 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 from mcp.server.lowlevel import Server
 from mcp.server.models import InitializationOptions
 from mcp.shared.message import SessionMessage
 
 from codex_tools import ToolRegistry, __version__
-from codex_tools._stdio import Wire, claim_stdio
+from codex_tools._stdio import claim_stdio
 from codex_tools.contrib.mcp._server import build_server
 from codex_tools.contrib.mcp._text import clean_text
 
 __all__ = [
+    "PipeWriter",
     "aserve_stdio",
     "decode",
     "encode",
@@ -79,13 +80,22 @@ async def serve_over_stdio(server: Server[Any], options: InitializationOptions) 
     read_send, read_receive = anyio.create_memory_object_stream[SessionMessage | Exception](
         math.inf
     )
-    write_send, write_receive = anyio.create_memory_object_stream[SessionMessage](math.inf)
+    refusals, refused = anyio.create_memory_object_stream[SessionMessage](math.inf)
+    writer = PipeWriter(wire.write_fd)
+
+    async def run() -> None:
+        try:
+            await server.run(read_receive, writer, options)
+        finally:
+            refusals.close()  # the server is done: all its answers are written
+
     async with anyio.create_task_group() as tasks:
-        # A bad request with an id is answered (-32600) on the write stream.
-        tasks.start_soon(parse_messages, wire.read_fd, read_send, write_send)
-        tasks.start_soon(server.run, read_receive, write_send, options)
-        # The server closes its write stream when it is done: all written, all sent.
-        await _write_messages(wire, write_receive)
+        # A bad request with an id is answered (-32600) through ``refusals``.
+        tasks.start_soon(parse_messages, wire.read_fd, read_send, refusals)
+        tasks.start_soon(run)
+        async with refused:
+            async for refusal in refused:
+                await writer.send(refusal)
         tasks.cancel_scope.cancel()
 
 
@@ -204,13 +214,58 @@ def decode(line: str) -> types.JSONRPCMessage:
         return types.jsonrpc_message_adapter.validate_python(data, by_name=False)
 
 
-async def _write_messages(wire: Wire, messages: MemoryObjectReceiveStream[SessionMessage]) -> None:
-    nonblocking(wire.write_fd)
-    async with messages:
-        async for message in messages:
-            data = encode(message)
-            if data:
-                await write_all(wire.write_fd, data)
+class PipeWriter:
+    """An ``mcp`` write stream that writes each message to a pipe in the sender's own task.
+
+    A memory stream drained by a writer task costs a task switch per message, a good
+    part of what the proxy adds to a call. A message the pipe cannot take at once is
+    finished under a lock, shielded (half a line would corrupt the protocol), and the
+    messages sent meanwhile queue behind it in order. Once the reader is gone, sends
+    raise ``BrokenResourceError``, as a memory stream whose reader left does.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = anyio.Lock(fast_acquire=True)
+        self._queued = 0  # senders waiting for the pipe, in order
+        self._broken = False
+        self._closed = False
+        nonblocking(fd)
+
+    async def send(self, message: SessionMessage, /) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._broken:
+            raise anyio.BrokenResourceError
+        data = encode(message)
+        if not self._queued:
+            try:
+                written = os.write(self._fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                self._broken = True
+                return
+            if written == len(data):
+                return
+            data = data[written:]
+        self._queued += 1
+        try:
+            with anyio.CancelScope(shield=True):
+                async with self._lock:
+                    if not await write_all(self._fd, data):
+                        self._broken = True
+        finally:
+            self._queued -= 1
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> PipeWriter:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 async def write_all(fd: int, data: bytes) -> bool:
