@@ -8,10 +8,8 @@ import signal
 import subprocess
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
-from mcp.shared.message import SessionMessage
 
-from codex_tools.contrib.mcp._stdio import parse_messages
+from codex_tools.contrib.mcp._stdio import Inbox, parse_messages
 
 __all__ = ["how_it_ended", "read_upstream", "stop"]
 
@@ -19,9 +17,7 @@ __all__ = ["how_it_ended", "read_upstream", "stop"]
 _STOP_TIMEOUT = 2.0
 
 
-async def read_upstream(
-    fd: int, messages: MemoryObjectSendStream[SessionMessage | Exception], gone: anyio.Event
-) -> None:
+async def read_upstream(fd: int, messages: Inbox, gone: anyio.Event) -> None:
     """Its messages into ``messages``; ``gone`` is set when its stdout closes, however.
     An answer that cannot be read reaches its request as an error."""
     try:
