@@ -95,7 +95,7 @@ async def serve_over_stdio(server: Server[Any], options: InitializationOptions) 
         tasks.start_soon(run)
         async with refused:
             async for refusal in refused:
-                await writer.send(refusal)
+                await writer.write(refusal)
         tasks.cancel_scope.cancel()
 
 
@@ -298,6 +298,13 @@ class PipeWriter:
             raise anyio.ClosedResourceError
         if self._broken:
             raise anyio.BrokenResourceError
+        await self.write(message)
+
+    async def write(self, message: SessionMessage) -> None:
+        """``send`` that still writes after ``aclose`` and drops what a gone reader
+        cannot get: for answers that are not the stream owner's to send."""
+        if self._broken:
+            return
         data = encode(message)
         if not self._queued:
             try:
