@@ -51,9 +51,18 @@ soak: $(DEV)
 clean:
 	rm -rf $(VENV) .venv-bare .mypy_cache .pytest_cache .ruff_cache .hypothesis
 
-# The core must import and work with none of the extras installed.
-check-bare:
+# The core must import and work with none of the extras installed, and must not import one
+# where they are all installed (the dev .venv).
+EXTRAS_IMPORTED = 'opentelemetry', 'prometheus_client', 'openai', 'mcp', 'agents', \
+	'pydantic_ai', 'langchain', 'langchain_core', 'langgraph'
+BARE_CHECK = import sys, codex_tools as c; c.register(lambda a, b: a + b, name='add'); \
+	assert c.invoke('add', {'a': 1, 'b': 2}) == 3; \
+	extras = {$(EXTRAS_IMPORTED)} & set(sys.modules); assert not extras, extras; \
+	print(sys.prefix, 'imports no extra: ok')
+
+check-bare: $(DEV)
 	rm -rf .venv-bare
 	$(PYTHON) -m venv .venv-bare
 	.venv-bare/bin/python -m pip install -q .
-	.venv-bare/bin/python -c "import sys, codex_tools as c; c.register(lambda a, b: a + b, name='add'); assert c.invoke('add', {'a': 1, 'b': 2}) == 3; assert not {'opentelemetry', 'prometheus_client', 'openai', 'mcp'} & set(sys.modules); print('bare install ok')"
+	.venv-bare/bin/python -c "$(BARE_CHECK)"
+	$(BIN)/python -c "$(BARE_CHECK)"

@@ -11,7 +11,7 @@ import time
 
 from rich.console import Console
 
-from benchmarks._harness import Check, Row, Sizes, interleave, loop, ns
+from benchmarks._harness import Check, Row, Sizes, Timings, interleave, loop, ns
 from benchmarks._scale import _many_tools
 from benchmarks._tools import ARGS
 from codex_tools import ToolRegistry, merge_metrics
@@ -56,33 +56,54 @@ def _snapshot(registry: ToolRegistry, tools: int, sizes: Sizes, check: Check) ->
     )
     buckets_held = sum(len(row["latency_buckets"]) for row in with_buckets.values())
     return [
-        Row(
-            "8 processes",
+        _row(
+            timings,
+            "buckets",
             f"metrics(buckets=True) of {tools:,} tools, {buckets_held / tools:.1f} buckets each",
-            ns(buckets),
-            "ns",
-            baseline="metrics()",
-            ratio=buckets / plain,
-            target="≤ 2x metrics()",
+            ("metrics()", "plain"),
+            "≤ 2x metrics()",
             met=buckets <= 2 * plain,
-            samples=[ns(s) for s in timings.samples["buckets"]],
         ),
-        Row(
-            "8 processes",
+        _row(
+            timings,
+            "merge",
             f"merge_metrics of {PROCESSES} snapshots of {tools:,} tools",
-            ns(merge),
-            "ns",
-            baseline="json.loads of them",
-            ratio=merge / timings.median("loads"),
-            target="≤ 50 ms",
+            ("json.loads of them", "loads"),
+            "≤ 50 ms",
             met=merge <= 0.050,
             check=check(
                 calls == PROCESSES * tools * CALLS_PER_TOOL and same,
                 f"merge: {calls} calls, percentiles {'equal' if same else 'differ'}",
             ),
-            samples=[ns(s) for s in timings.samples["merge"]],
         ),
     ]
+
+
+def _row(
+    timings: Timings,
+    key: str,
+    case: str,
+    baseline: tuple[str, str],
+    target: str,
+    *,
+    met: bool,
+    check: str = "ok",
+) -> Row:
+    """The row of case ``key``, its ratio over the case ``baseline`` names (label, key)."""
+    value = timings.median(key)
+    label, over = baseline
+    return Row(
+        "8 processes",
+        case,
+        ns(value),
+        "ns",
+        baseline=label,
+        ratio=value / timings.median(over),
+        target=target,
+        met=met,
+        check=check,
+        samples=[ns(s) for s in timings.samples[key]],
+    )
 
 
 # One endpoint process: a registry of tools with calls made, served until stdin closes.
@@ -132,20 +153,17 @@ def _top(sizes: Sizes, check: Check) -> list[Row]:
     value = timings.median("refresh")
     calls = sum(row["success"] for row in watch.merged.values())
     return [
-        Row(
-            "8 processes",
+        _row(
+            timings,
+            "refresh",
             f"codex-tools top: one refresh of {ENDPOINTS} endpoint processes, "
             f"{ENDPOINT_TOOLS} tools each, 100x30 (wall)",
-            ns(value),
-            "ns",
-            baseline="fetching one endpoint",
-            ratio=value / timings.median("one"),
-            target="≤ 100 ms",
+            ("fetching one endpoint", "one"),
+            "≤ 100 ms",
             met=value <= 0.100,
             check=check(
                 watch.status.count(None) == ENDPOINTS and calls == ENDPOINTS * ENDPOINT_TOOLS * 4,
                 f"top: {watch.status.count(None)} up, {calls} calls",
             ),
-            samples=[ns(s) for s in timings.samples["refresh"]],
         )
     ]

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -32,3 +32,17 @@ def tiny_switch_interval() -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(old)
+
+
+@pytest.fixture
+def uninstalled(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
+    """``uninstalled(PACKAGE, MODULE)``: PACKAGE looks never installed and MODULE (the
+    contrib module that needs it) is imported afresh; both are put back after the test."""
+
+    def hide(package: str, module: str) -> None:
+        monkeypatch.delitem(sys.modules, module)
+        monkeypatch.setitem(sys.modules, package, None)
+        for name in [n for n in sys.modules if n.startswith(f"{package}.")]:
+            monkeypatch.setitem(sys.modules, name, None)
+
+    return hide

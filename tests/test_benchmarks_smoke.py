@@ -1,4 +1,4 @@
-"""The benchmark suite runs end to end and its self-checks pass (sizes tiny, no timing)."""
+"""The benchmark suites run end to end and their self-checks pass (sizes tiny, no timing)."""
 
 from __future__ import annotations
 
@@ -7,28 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def python(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` run from the repository's root, as `make bench` runs them."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_quick_benchmark_run_covers_every_scenario_and_checks_its_counts(tmp_path: Path) -> None:
     out, table = tmp_path / "bench.json", tmp_path / "bench.md"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks",
-            "--quick",
-            "--json",
-            str(out),
-            "--markdown",
-            str(table),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = python("-m", "benchmarks", "--quick", "--json", str(out), "--markdown", str(table))
     assert done.returncode == 0, done.stderr
     assert "codex-tools benchmarks" in done.stdout
     rows = json.loads(out.read_text())["rows"]
@@ -44,15 +37,19 @@ def test_a_wrong_count_fails_the_run() -> None:
     code = (
         "import sys; from benchmarks import __main__, _scale; "
         "_scale.calls = lambda registry, name: -1; "  # the thread scenario miscounts
+        "__main__.SCENARIOS = (_scale.run,); "  # and only it runs: the check is what counts
         "sys.exit(__main__.main(['--quick']))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = python("-c", code)
     assert done.returncode == 1
     assert "check failed: 1 threads: -1 counted" in done.stderr
+
+
+@pytest.mark.slow
+def test_quick_mcp_benchmark_run_answers_and_counts_every_pipelined_call() -> None:
+    done = python("-m", "benchmarks.mcp_bench", "--quick")
+    assert done.returncode == 0, done.stderr
+    assert "initialize answered:" in done.stdout
+    assert "proxy adds at p50:" in done.stdout
+    assert "the mcp SDK alone" in done.stdout
+    assert "each answered once: True; counted: 50" in done.stdout

@@ -30,6 +30,19 @@ TOOLS = """
     number = 7
 """
 
+#: The kinds of tools a module can hold, by the step of the loading order that finds them.
+PARTS = {
+    "registry": "mine = ToolRegistry()\nmine.register(lambda: 'mine', name='{name}_registry')",
+    "tool": "@tool(name='{name}_tool')\ndef decorated() -> str:\n    return 'tool'",
+    "default": "codex_tools.register(lambda: 'default', name='{name}_default')",
+    "empty": "nothing = ToolRegistry()\nnumber = 7",
+}
+
+
+def module_of(name: str, *parts: str) -> str:
+    kinds = [PARTS[each].format(name=name) for each in parts]
+    return "\n".join(["import codex_tools", "from codex_tools import ToolRegistry, tool", *kinds])
+
 
 @pytest.fixture
 def write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Path]]:
@@ -52,13 +65,34 @@ def write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
 
 
 class TestFindingTheRegistry:
-    def test_a_file_registers_its_tools_on_the_default_registry(
-        self, write_module: Callable[..., Path]
+    @pytest.mark.parametrize(
+        ("parts", "served"),
+        [
+            (["registry", "tool", "default", "empty"], "registry"),
+            (["empty", "tool", "default", "registry"], "registry"),
+            (["registry", "tool"], "registry"),
+            (["registry", "default"], "registry"),
+            (["tool", "default", "empty"], "tool"),
+            (["default", "tool"], "tool"),
+            (["tool"], "tool"),
+            (["default", "empty"], "default"),
+            (["default"], "default"),
+        ],
+    )
+    def test_the_first_step_of_the_order_that_finds_tools_is_served(
+        self, write_module: Callable[..., Path], parts: list[str], served: str
     ) -> None:
-        path = write_module("file_tools", TOOLS.format(name="file_ping"))
+        name = f"order_{'_'.join(parts)}"
+        path = write_module(name, module_of(name, *parts))
         registry = load_registry(str(path))
-        assert registry is codex_tools.default_registry()
-        assert registry.invoke("file_ping") == "pong"
+        names = [each.name for each in registry.tools()]
+        if served == "default":
+            assert registry is codex_tools.default_registry()
+            assert f"{name}_default" in names
+        else:
+            assert registry is not codex_tools.default_registry()
+            assert names == [f"{name}_{served}"]
+        assert registry.invoke(f"{name}_{served}") == ("mine" if served == "registry" else served)
 
     def test_a_dotted_name_is_found_from_the_current_directory(
         self, write_module: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -69,7 +103,7 @@ class TestFindingTheRegistry:
         write_module("pkg_for_loading/dotted_tools", TOOLS.format(name="dotted_ping"))
         monkeypatch.chdir(tmp_path)
         registry = load_registry("pkg_for_loading.dotted_tools")
-        assert registry.invoke("dotted_ping") == "pong"
+        assert registry.invoke("mine_dotted_ping") == "pong"
 
     def test_attr_names_a_registry_in_the_module(self, write_module: Callable[..., Path]) -> None:
         path = write_module("attr_tools", TOOLS.format(name="attr_ping"))
@@ -77,6 +111,21 @@ class TestFindingTheRegistry:
         assert isinstance(registry, ToolRegistry)
         assert registry is not codex_tools.default_registry()
         assert [each.name for each in registry.tools()] == ["mine_attr_ping"]
+
+    @pytest.mark.parametrize("attr", [":second", ""])
+    def test_attr_wins_over_every_other_step_and_is_needed_for_several_registries(
+        self, write_module: Callable[..., Path], attr: str
+    ) -> None:
+        name = f"attr_first{attr[1:]}"
+        source = module_of(name, "registry", "tool", "default")
+        source += f"\nsecond = ToolRegistry()\nsecond.register(lambda: 2, name='{name}_second')"
+        path = write_module(name, source)
+        if attr:
+            registry = load_registry(f"{path}{attr}")
+            assert [each.name for each in registry.tools()] == [f"{name}_second"]
+        else:  # neither the Tool object nor the default registry settles it
+            with pytest.raises(CLIError, match=r"several registries \(mine, second\): name one"):
+                load_registry(str(path))
 
     def test_a_module_of_tool_functions_and_no_registry_serves_them(
         self, write_module: Callable[..., Path]
@@ -120,12 +169,6 @@ class TestFindingTheRegistry:
         registry = load_registry(str(path))
         assert [each.name for each in registry.tools()] == ["ping"]
         assert registry is not codex_tools.default_registry()
-
-    def test_what_the_module_registered_wins_over_a_registry_it_keeps(
-        self, write_module: Callable[..., Path]
-    ) -> None:
-        path = write_module("both_tools", TOOLS.format(name="both_ping"))  # also has `mine`
-        assert load_registry(str(path)) is codex_tools.default_registry()
 
     @pytest.mark.parametrize("stem", ["calendar", "json", "rich"])
     def test_a_file_named_like_another_module_is_loaded_and_does_not_replace_it(

@@ -8,7 +8,7 @@ import importlib
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -451,10 +451,9 @@ class TestImports:
         ).stdout
         assert json.loads(out) == []
 
-    def test_missing_extra_names_the_pip_install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.delitem(sys.modules, "codex_tools.contrib.langchain")
-        monkeypatch.setitem(sys.modules, "langchain_core", None)  # as if never installed
-        for name in [n for n in sys.modules if n.startswith("langchain_core.")]:
-            monkeypatch.setitem(sys.modules, name, None)
+    def test_missing_extra_names_the_pip_install(
+        self, uninstalled: Callable[[str, str], None]
+    ) -> None:
+        uninstalled("langchain_core", "codex_tools.contrib.langchain")
         with pytest.raises(ImportError, match=r"pip install 'codex-tools\[langchain\]'"):
             importlib.import_module("codex_tools.contrib.langchain")

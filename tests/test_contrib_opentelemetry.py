@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -518,10 +517,7 @@ class TestUninstrument:
         assert handler_ids() == before
 
 
-def test_missing_extra_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(sys.modules, "codex_tools.contrib.opentelemetry")
-    for name in [n for n in sys.modules if n == "opentelemetry" or n.startswith("opentelemetry.")]:
-        monkeypatch.setitem(sys.modules, name, None)  # as if never installed
-
+def test_missing_extra_names_the_pip_install(uninstalled: Callable[[str, str], None]) -> None:
+    uninstalled("opentelemetry", "codex_tools.contrib.opentelemetry")
     with pytest.raises(ImportError, match=r"pip install 'codex-tools\[otel\]'"):
         importlib.import_module("codex_tools.contrib.opentelemetry")

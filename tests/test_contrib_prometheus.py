@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import importlib
 import math
-import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,13 +242,8 @@ def test_default_registry_is_read_when_none_is_given(
     )
 
 
-def test_missing_extra_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(sys.modules, "codex_tools.contrib.prometheus")
-    for name in [
-        n for n in sys.modules if n == "prometheus_client" or n.startswith("prometheus_client.")
-    ]:
-        monkeypatch.setitem(sys.modules, name, None)  # as if never installed
-
+def test_missing_extra_names_the_pip_install(uninstalled: Callable[[str, str], None]) -> None:
+    uninstalled("prometheus_client", "codex_tools.contrib.prometheus")
     with pytest.raises(ImportError, match=r"pip install 'codex-tools\[prometheus\]'"):
         importlib.import_module("codex_tools.contrib.prometheus")
 

@@ -6,7 +6,7 @@ import asyncio
 import importlib
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -460,11 +460,8 @@ def test_without_a_registry_both_use_the_default_one() -> None:
         codex_tools.reset_metrics()
 
 
-def test_missing_extra_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(sys.modules, "codex_tools.contrib.pydantic_ai")
-    for name in [n for n in sys.modules if n == "pydantic_ai" or n.startswith("pydantic_ai.")]:
-        monkeypatch.setitem(sys.modules, name, None)  # as if never installed
-
+def test_missing_extra_names_the_pip_install(uninstalled: Callable[[str, str], None]) -> None:
+    uninstalled("pydantic_ai", "codex_tools.contrib.pydantic_ai")
     with pytest.raises(ImportError, match=r"pip install 'codex-tools\[pydantic-ai\]'"):
         importlib.import_module("codex_tools.contrib.pydantic_ai")
 

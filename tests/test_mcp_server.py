@@ -29,6 +29,7 @@ from codex_tools.contrib.mcp import build_server, tool_result
 from mcp_clients import Connected, connect
 
 TOOLS_MODULE = Path(__file__).parent / "mcp_server" / "tools_module.py"
+REGISTRIES_MODULE = TOOLS_MODULE.with_name("registries_module.py")
 TIMEOUT = 30  # seconds for a whole scenario; spawning the server takes about one
 
 
@@ -124,7 +125,7 @@ class TestServingAModuleOverStdio:
 
     async def test_attr_serves_the_registry_it_names(self, tmp_path: Path) -> None:
         with anyio.fail_after(TIMEOUT):
-            async with mcp_server(tmp_path / "stderr", f"{TOOLS_MODULE}:other") as client:
+            async with mcp_server(tmp_path / "stderr", f"{REGISTRIES_MODULE}:other") as client:
                 listed = (await client.list_tools()).tools
                 shouted = await client.call_tool("shout", {"text": "hi"})
         assert [each.name for each in listed] == ["shout"]

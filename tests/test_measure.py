@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import codex_tools
 from codex_tools import MeasuredCall, Tool, ToolRegistry, telemetry, tool
 from codex_tools._call import running_tool, track_running
+from threads_support import watched
 
 
 def _row(registry: ToolRegistry, name: str) -> tuple[int, int, int]:
@@ -237,8 +238,6 @@ class TestConcurrency:
         self, registry: ToolRegistry, tiny_switch_interval: None
     ) -> None:
         per_thread, threads = 2_000, 8
-        snapshots: list[dict[str, Any]] = []
-        stop = threading.Event()
 
         def work(n: int) -> None:
             for i in range(per_thread):
@@ -248,19 +247,8 @@ class TestConcurrency:
                 else:
                     call.fail(ValueError(i))
 
-        def watch() -> None:
-            while not stop.is_set():
-                snapshots.append(registry.metrics().get("shared", {}))
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
         workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-        for thread in workers:
-            thread.start()
-        for thread in workers:
-            thread.join()
-        stop.set()
-        watcher.join()
+        snapshots = watched(lambda: registry.metrics().get("shared", {}), *workers)
         row = registry.metrics()["shared"]
         assert row["success"] + row["failure"] == per_thread * threads
         assert row["in_flight"] == 0

@@ -4,7 +4,9 @@ import contextlib
 import gc
 import json
 import math
+import queue
 import sys
+import threading
 import weakref
 from typing import Any
 
@@ -12,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codex_tools import ToolExecutionError, ToolRegistry
+from codex_tools import ToolExecutionError, ToolRegistry, _metrics
 from codex_tools._metrics import Shard, ToolStats, bucket_index, bucket_value
+from threads_support import watched
 
 KEYS = [
     "success",
@@ -209,3 +212,65 @@ def test_snapshot_shape_is_json_ready_for_every_state(registry: ToolRegistry) ->
     registry.invoke("fail_when", {"flag": False})
     decoded: dict[str, Any] = json.loads(json.dumps(registry.metrics()))
     assert decoded == registry.metrics()
+
+
+@pytest.mark.usefixtures("tiny_switch_interval")
+class TestCallsEndedInAnotherThread:
+    """A ``MeasuredCall`` begun in one thread and ended in another is started in one shard
+    and ended in another: no snapshot may count it twice, nor as less than nothing."""
+
+    def test_the_invariant_holds_in_every_snapshot(self, registry: ToolRegistry) -> None:
+        started, enders = 4_000, 4
+        calls = [registry.measure("handed_over") for _ in range(started)]  # all begun here
+
+        def end(share: list[Any]) -> None:
+            for i, call in enumerate(share):
+                if i % 3:
+                    call.succeed(i)
+                else:
+                    call.fail(ValueError(i))
+
+        workers = [threading.Thread(target=end, args=(calls[n::enders],)) for n in range(enders)]
+        snapshots = watched(lambda: registry.metrics()["handed_over"], *workers)
+        final = registry.metrics()["handed_over"]
+        assert (final["success"] + final["failure"], final["in_flight"]) == (started, 0)
+        assert snapshots
+        for row in snapshots:
+            assert row["success"] + row["failure"] + row["in_flight"] == started
+            assert row["in_flight"] >= 0
+
+    def test_in_flight_stays_within_the_calls_handed_over(self, registry: ToolRegistry) -> None:
+        """One thread begins calls while two end them: a snapshot reading the starter's
+        shard before calls begin and the enders' after they end must not go negative."""
+        registry.measure("queued").succeed()  # this thread's shard is read first
+        pending, total = 8, 6_000
+        handed: queue.Queue[Any] = queue.Queue(maxsize=pending)
+
+        def begin() -> None:
+            for _ in range(total):
+                handed.put(registry.measure("queued"))
+            for _ in range(2):
+                handed.put(None)
+
+        def end() -> None:
+            while (call := handed.get()) is not None:
+                call.succeed()
+
+        workers = [threading.Thread(target=begin), *(threading.Thread(target=end) for _ in "ab")]
+        snapshots = watched(lambda: registry.metrics()["queued"], *workers)
+        assert registry.metrics()["queued"]["success"] == total + 1
+        # at most the queue, one call in each ender's hands and one being put
+        assert all(0 <= row["in_flight"] <= pending + 3 for row in snapshots)
+
+    def test_a_shard_read_the_slow_way_does_not_count_others_starts(
+        self, registry: ToolRegistry, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The slow way is taken when the shard's owner keeps ending calls while it is read
+        (rare with the GIL, not without): an ender's shard started nothing."""
+        monkeypatch.setattr(_metrics, "_READ_TRIES", 0)
+        calls = [registry.measure("slow_read") for _ in range(3)]
+        ender = threading.Thread(target=lambda: [call.succeed() for call in calls])
+        ender.start()
+        ender.join()
+        shards = registry._metrics.stats("slow_read").shards
+        assert [_metrics._counts(shard) for shard in shards.values()] == [(0, 0, 3), (3, 0, 0)]

@@ -7,10 +7,10 @@ import importlib
 import io
 import json
 import socket
-import sys
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -142,11 +142,9 @@ def test_an_empty_registry_is_served_as_itself(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_the_cli_endpoint_serves_json_without_the_prometheus_extra(
-    busy: ToolRegistry, monkeypatch: pytest.MonkeyPatch
+    busy: ToolRegistry, uninstalled: Callable[[str, str], None]
 ) -> None:
-    monkeypatch.delitem(sys.modules, "codex_tools.contrib.prometheus")
-    for name in [n for n in sys.modules if n.split(".")[0] == "prometheus_client"]:
-        monkeypatch.setitem(sys.modules, name, None)  # as if never installed
+    uninstalled("prometheus_client", "codex_tools.contrib.prometheus")
     with pytest.raises(ImportError):
         importlib.import_module("codex_tools.contrib.prometheus")
 

@@ -9,7 +9,10 @@ when a call fails or succeeds right after failures.
 ``in_flight`` is derived as ``started - success - failure``, from counts of each shard
 taken at one moment (see ``_counts``), so the contract's invariant
 ``success + failure + in_flight == started`` holds by construction and ``in_flight``
-counts only calls that had begun and not yet ended.
+counts only calls that had begun and not yet ended. But a ``MeasuredCall`` may end in
+another thread than the one it began in: started in one shard, ended in another read a
+moment later. So a shard's ends may exceed its starts, and only the total is clamped at
+zero (one comparison per tool), for a snapshot that read a start too early.
 ``reset`` swaps in new stats: calls in flight across it finish on the old ones, unseen.
 
 Latency percentiles come from a log-bucketed histogram over nanoseconds: 16 buckets per
@@ -222,7 +225,7 @@ class ToolStats:
             "total_latency_ms": total_ns / 1e6,
             "retries": retries,
             "consecutive_failures": self.consecutive_failures,
-            "in_flight": started - ended,
+            "in_flight": started - ended if started > ended else 0,  # see the module's doc
             "min_latency_ms": None if high < 0 else low / 1e6,
             "max_latency_ms": None if high < 0 else high / 1e6,
             "p50_latency_ms": p50,
@@ -242,7 +245,9 @@ def _counts(shard: Shard) -> tuple[int, int, int]:
     readings of the outcomes is exact for that moment. Reading the outcomes of every shard
     and only then the starts also counted each call that began and ended in between as in
     flight: thousands under load. An owner ending calls through every try gets the starts
-    read first, which can only miss a call that began meanwhile.
+    read first, which can only miss a call that began meanwhile; they are not raised to
+    the ends, since a shard may end calls that other shards started (the snapshot clamps
+    the total instead).
     """
     for _ in range(_READ_TRIES):
         success, failure = shard.success, shard.failure
@@ -250,8 +255,7 @@ def _counts(shard: Shard) -> tuple[int, int, int]:
         if shard.success == success and shard.failure == failure:
             return success, failure, started
     started = shard.started
-    success, failure = shard.success, shard.failure
-    return success, failure, max(started, success + failure)
+    return shard.success, shard.failure, started
 
 
 def percentiles(hist: dict[int, int], order: list[int], low: int, high: int) -> list[float | None]:

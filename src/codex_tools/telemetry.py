@@ -291,7 +291,10 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 def attach_default_logger(level: int = logging.INFO) -> str:
     """Log one line per tool call on the ``codex_tools`` logger; returns the handler id.
 
-    Calling it again replaces the earlier one (so the level can change).
+    It adds no logging handler: the lines show only once logging is configured to let
+    ``level`` through, e.g. ``logging.basicConfig(level=logging.INFO)`` (unconfigured,
+    Python prints only warnings and above). Calling it again replaces the earlier one
+    (so the level can change).
     """
     log = logging.getLogger("codex_tools")
 

@@ -15,8 +15,7 @@ import time
 
 import mcp_types as types
 
-import codex_tools
-from codex_tools import Tool, ToolContext, tool
+from codex_tools import Tool, ToolContext, ToolRegistry, tool
 from codex_tools.contrib.mcp import ToolErrorResult
 
 print("hostile_tools: importing", flush=True)
@@ -138,7 +137,7 @@ def crash() -> None:
 @tool
 def counts() -> dict[str, list[int]]:
     """What this server counted so far: tool -> [success, failure]."""
-    return {name: [m["success"], m["failure"]] for name, m in codex_tools.metrics().items()}
+    return {name: [m["success"], m["failure"]] for name, m in registry.metrics().items()}
 
 
 def _undocumented(x: int) -> int:
@@ -160,10 +159,12 @@ TOOLS = (
     nap,
     crash,
 )
+#: What is served: some tools are not module-level ``Tool`` objects.
+registry = ToolRegistry()
 for each in (*TOOLS, counts):
-    codex_tools.register(each)
-codex_tools.register(Tool(name="undocumented", fn=_undocumented))
+    registry.register(each)
+registry.register(Tool(name="undocumented", fn=_undocumented))
 # A name made from a file name that is not UTF-8: UTF-8 cannot carry it as it is.
-codex_tools.register(Tool(name="caf\udce9", fn=_undocumented, description="Not UTF-8."))
+registry.register(Tool(name="caf\udce9", fn=_undocumented, description="Not UTF-8."))
 # A hand-written schema that is not an object schema: MCP rejects it.
-codex_tools.register(Tool(name="bad_schema", fn=_undocumented, parameters={"type": "integer"}))
+registry.register(Tool(name="bad_schema", fn=_undocumented, parameters={"type": "integer"}))

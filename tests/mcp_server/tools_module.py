@@ -1,4 +1,5 @@
-"""Tools that the MCP tests serve: importing this module registers them.
+"""Tools that the MCP tests serve: its ``@tool`` functions, which importing it also
+registers on the default registry (the tests compare what is served with those).
 
 It prints on import and in a tool, as real modules do, to show that nothing but the
 protocol reaches the server's stdout.
@@ -33,19 +34,6 @@ async def describe_call(topic: str, ctx: ToolContext) -> dict[str, object]:
 
 for each in (add, divide, describe_call):
     codex_tools.register(each)
-
-#: A registry of its own, served with ``tools_module.py:other``.
-other = ToolRegistry()
-
-
-@tool
-def shout(text: str) -> str:
-    """Upper-case the text."""
-    return text.upper()
-
-
-other.register(shout)
-
 
 not_a_registry = 42
 empty = ToolRegistry()

@@ -4,12 +4,14 @@
 ``python -m`` would) or the path of a ``.py`` file. The tools are, in this order:
 
 1. the :class:`ToolRegistry` that ``ATTR`` names;
-2. what importing the module registered on the default registry (an explicit choice,
-   which a registry kept in the module for another use does not override);
-3. the one :class:`ToolRegistry` in the module that holds tools (with several, ``ATTR``
-   must say which);
-4. every :class:`Tool` object at the module's top level (``@tool`` functions), in a
-   registry of their own.
+2. the one :class:`ToolRegistry` in the module that holds tools (with several, ``ATTR``
+   must say which; an empty one does not count);
+3. every :class:`Tool` object at the module's top level (``@tool`` functions), in a
+   registry of their own;
+4. what importing the module registered on the default registry.
+
+The module's own objects come first: they say exactly what it offers, while the default
+registry may also hold what its imports registered.
 
 Every way this can go wrong ends in a one-line :class:`CLIError`.
 """
@@ -20,6 +22,7 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 
@@ -37,8 +40,6 @@ def load_registry(spec: str) -> ToolRegistry:
     module = _import(target)
     if attr is not None:
         return _named_registry(module, target, attr)
-    if {each.name for each in default.tools()} - before:
-        return default
     found = vars(module).items()
     registries = {name: value for name, value in found if isinstance(value, ToolRegistry)}
     filled = [name for name, registry in registries.items() if registry.tools()]
@@ -48,13 +49,19 @@ def load_registry(spec: str) -> ToolRegistry:
     if filled:
         return registries[filled[0]]
     tools = {id(value): value for _, value in found if isinstance(value, Tool)}
-    if not tools:
-        raise CLIError(
-            f"{target!r} has no tools: no @tool function, no ToolRegistry with tools, "
-            "nothing registered on the default registry"
-        )
+    if tools:
+        return _registry_of(target, tools.values())
+    if {each.name for each in default.tools()} - before:
+        return default
+    raise CLIError(
+        f"{target!r} has no tools: no @tool function, no ToolRegistry with tools, "
+        "nothing registered on the default registry"
+    )
+
+
+def _registry_of(target: str, tools: Iterable[Tool]) -> ToolRegistry:
     registry = ToolRegistry()
-    for each in tools.values():
+    for each in tools:
         try:
             registry.register(each)
         except ToolError as error:  # two Tool objects of one name

@@ -37,8 +37,9 @@ def add_parser(subparsers: Any) -> None:
         "mcp",
         help="serve the tools of a module over MCP (stdio)",
         description="Serve every tool of a registry to MCP clients (Codex CLI, Claude Code) "
-        "over stdin/stdout. Importing MODULE (a dotted name or a .py file) registers "
-        "tools on the default registry, or ATTR names a ToolRegistry in it.",
+        "over stdin/stdout. MODULE is a dotted name or a .py file; its tools are the "
+        "ToolRegistry that ATTR names, else its ToolRegistry, else every Tool object "
+        "(@tool function) in it, else what importing it registered on the default registry.",
     )
     parser.add_argument("module", metavar="MODULE[:ATTR]", help="where the tools are")
     parser.add_argument(

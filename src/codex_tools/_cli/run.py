@@ -47,8 +47,9 @@ def add_parser(subparsers: Any) -> None:
         "--tools",
         required=True,
         metavar="MODULE[:ATTR]",
-        help="a dotted module or .py file with tools: @tool functions, a ToolRegistry, or "
-        "tools registered on the default registry (MODULE:ATTR names a registry)",
+        help="a dotted module or .py file with tools: the ToolRegistry that ATTR names, else "
+        "its ToolRegistry, else its @tool functions, else what it registered on the default "
+        "registry",
     )
     parser.add_argument(
         "--base-url",

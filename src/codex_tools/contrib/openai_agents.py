@@ -363,7 +363,11 @@ def _noting_mcp_errors(extract: classmethod[Any, ..., Any]) -> classmethod[Any, 
 
 
 def _is_error(result: Any) -> bool:
-    return bool(getattr(result, "is_error", None) or getattr(result, "isError", None))
+    # mcp 2.x names it is_error; isError is the 1.x name, a deprecated alias once fastmcp
+    # is imported (whose warning must not turn a success into a failure).
+    if hasattr(result, "is_error"):
+        return bool(result.is_error)
+    return bool(getattr(result, "isError", None))
 
 
 def _text(result: Any) -> str:
