@@ -124,18 +124,22 @@ def _percentile(values: list[float], q: float) -> float:
 
 async def _proxy_overhead(server: list[str], calls: int) -> None:
     proxy = [sys.executable, "-m", "codex_tools", "proxy", "--", *server]
+    floor = [sys.executable, "-m", "benchmarks._mcp_sdk_floor", *server]
     direct: list[float] = []
     proxied: list[float] = []
+    sdk: list[float] = []
     for _ in range(2):  # interleaved halves
         direct += await _latencies(server, calls // 2)
         proxied += await _latencies(proxy, calls // 2)
+        sdk += await _latencies(floor, calls // 2)
     for q, target in ((50, 0.5), (95, 1.0)):
         mine, theirs = _percentile(proxied, q) * 1e3, _percentile(direct, q) * 1e3
         added = mine - theirs
         print(
             f"proxy adds at p{q}: {added:.3f} ms per call (direct {theirs:.3f} ms, proxied "
             f"{mine:.3f} ms, {calls} calls each; target ≤ {target} ms: "
-            f"{'met' if added <= target else 'NOT met'})"
+            f"{'met' if added <= target else 'NOT met'}); the mcp SDK alone "
+            f"(benchmarks/_mcp_sdk_floor.py) adds {_percentile(sdk, q) * 1e3 - theirs:.3f} ms"
         )
 
 

@@ -51,4 +51,5 @@ def test_quick_mcp_benchmark_run_answers_and_counts_every_pipelined_call() -> No
     assert done.returncode == 0, done.stderr
     assert "initialize answered:" in done.stdout
     assert "proxy adds at p50:" in done.stdout
+    assert "the mcp SDK alone" in done.stdout
     assert "each answered once: True; counted: 50" in done.stdout

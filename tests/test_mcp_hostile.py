@@ -182,6 +182,7 @@ def test_a_request_json_rpc_cannot_read_is_answered_and_the_server_goes_on() -> 
         b"not json at all",  # no id: nothing can be answered, nothing waits
         b'{"jsonrpc": "2.0", "id": 7, "method": 42}',  # an id: answered -32600
         b'{"jsonrpc": "2.0", "id": 8, "method": "ping"}',
+        b'{"jsonrpc": "2.0", "id": 9, "method": []}',  # the last line: still answered
     ]
     command = [sys.executable, "-m", "codex_tools", "mcp", str(TOOLS)]
     with subprocess.Popen(
@@ -191,6 +192,7 @@ def test_a_request_json_rpc_cannot_read_is_answered_and_the_server_goes_on() -> 
     answers = {answer["id"]: answer for answer in map(json.loads, out.splitlines())}
     assert answers[7]["error"]["code"] == -32600
     assert answers[8]["result"] == {}
+    assert answers[9]["error"]["code"] == -32600
 
 
 def test_nothing_but_the_protocol_reaches_stdout(served: Connected) -> None:

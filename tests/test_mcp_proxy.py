@@ -239,6 +239,27 @@ async def test_an_upstream_answer_json_rpc_cannot_read_is_answered_never_dropped
     assert "not a JSON-RPC message" in malformed.content[0].text
 
 
+@pytest.mark.slow
+async def test_messages_bigger_than_a_pipe_arrive_whole_among_small_ones(tmp_path: Path) -> None:
+    """A message the pipe cannot take at once is written in parts, each way; the ones
+    sent meanwhile wait their turn instead of cutting into it."""
+    params = StdioServerParameters(command=PROXY[0], args=[*PROXY[1:], "--", *OUR_SERVER])
+    answers: dict[int, str] = {}
+    with anyio.fail_after(TIMEOUT), (tmp_path / "stderr").open("w") as stderr:
+        async with Client(stdio_client(params, errlog=stderr), mode="legacy") as client:
+
+            async def call(n: int) -> None:
+                big = n % 3 == 0  # ~200 KB of arguments out, 300 KB of text back
+                arguments = {"codepoints": [65 + n] * (50_000 if big else 1), "repeat": 6}
+                result = await client.call_tool("echo", arguments)
+                answers[n] = result.content[0].text
+
+            async with anyio.create_task_group() as tasks:
+                for n in range(12):
+                    tasks.start_soon(call, n)
+    assert answers == {n: chr(65 + n) * (300_000 if n % 3 == 0 else 6) for n in range(12)}
+
+
 class TestMetering:
     def test_every_call_is_counted_and_an_error_result_is_a_failure(
         self, git: tuple[Connected, Connected], repo: Path

@@ -19,7 +19,6 @@ that exited on their own terms.
 from __future__ import annotations
 
 import logging
-import math
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -41,14 +40,13 @@ from mcp.server.subscriptions import (
     ToolsListChanged,
 )
 from mcp.shared.exceptions import MCPError
-from mcp.shared.message import SessionMessage
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from codex_tools import ToolRegistry, __version__
 from codex_tools.contrib.mcp._forward import import_tools
 from codex_tools.contrib.mcp._server import registry_server
-from codex_tools.contrib.mcp._stdio import serve_over_stdio
-from codex_tools.contrib.mcp._upstream import how_it_ended, read_upstream, stop, write_upstream
+from codex_tools.contrib.mcp._stdio import Inbox, PipeWriter, serve_over_stdio
+from codex_tools.contrib.mcp._upstream import how_it_ended, read_upstream, stop
 
 __all__ = ["STARTUP_TIMEOUT", "serve_failure", "serve_proxy"]
 
@@ -107,10 +105,8 @@ async def _proxy(
 ) -> int:
     assert upstream.stdin is not None  # started with pipes
     assert upstream.stdout is not None
-    from_upstream, session_read = anyio.create_memory_object_stream[SessionMessage | Exception](
-        math.inf
-    )
-    session_write, to_upstream = anyio.create_memory_object_stream[SessionMessage](math.inf)
+    from_upstream = Inbox()
+    to_upstream = PipeWriter(upstream.stdin.fileno())
     gone = anyio.Event()
     served = anyio.Event()
     downstream = _Downstream()
@@ -118,8 +114,7 @@ async def _proxy(
     failure: str | None = None
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(read_upstream, upstream.stdout.fileno(), from_upstream, gone)
-        tasks.start_soon(write_upstream, upstream.stdin.fileno(), to_upstream)
-        async with ClientSession(session_read, session_write, message_handler=relay) as session:
+        async with ClientSession(from_upstream, to_upstream, message_handler=relay) as session:
 
             async def import_all() -> None:
                 await import_tools(session, registry, call_timeout=call_timeout)

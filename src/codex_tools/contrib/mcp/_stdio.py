@@ -15,21 +15,24 @@ import logging
 import math
 import os
 import stat
+from collections import deque
 from typing import Any
 
 import anyio
 import mcp_types as types
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 from mcp.server.lowlevel import Server
 from mcp.server.models import InitializationOptions
 from mcp.shared.message import SessionMessage
 
 from codex_tools import ToolRegistry, __version__
-from codex_tools._stdio import Wire, claim_stdio
+from codex_tools._stdio import claim_stdio
 from codex_tools.contrib.mcp._server import build_server
 from codex_tools.contrib.mcp._text import clean_text
 
 __all__ = [
+    "Inbox",
+    "PipeWriter",
     "aserve_stdio",
     "decode",
     "encode",
@@ -76,23 +79,91 @@ def serve_stdio(
 async def serve_over_stdio(server: Server[Any], options: InitializationOptions) -> None:
     """Run ``server`` on the claimed stdin and stdout until stdin closes."""
     wire = claim_stdio()
-    read_send, read_receive = anyio.create_memory_object_stream[SessionMessage | Exception](
-        math.inf
-    )
-    write_send, write_receive = anyio.create_memory_object_stream[SessionMessage](math.inf)
+    inbox = Inbox()
+    refusals, refused = anyio.create_memory_object_stream[SessionMessage](math.inf)
+    writer = PipeWriter(wire.write_fd)
+
+    async def run() -> None:
+        try:
+            await server.run(inbox, writer, options)
+        finally:
+            refusals.close()  # the server is done: all its answers are written
+
     async with anyio.create_task_group() as tasks:
-        # A bad request with an id is answered (-32600) on the write stream.
-        tasks.start_soon(parse_messages, wire.read_fd, read_send, write_send)
-        tasks.start_soon(server.run, read_receive, write_send, options)
-        # The server closes its write stream when it is done: all written, all sent.
-        await _write_messages(wire, write_receive)
+        # A bad request with an id is answered (-32600) through ``refusals``.
+        tasks.start_soon(parse_messages, wire.read_fd, inbox, refusals)
+        tasks.start_soon(run)
+        async with refused:
+            async for refusal in refused:
+                await writer.write(refusal)
         tasks.cancel_scope.cancel()
 
 
+class Inbox:
+    """An unbounded ``mcp`` read stream that the event loop's pipe callbacks fill.
+
+    Lighter than an anyio memory stream, whose every receive is also a checkpoint (one
+    more turn of the event loop per message): here a receive waits only when nothing
+    has arrived. ``send_nowait`` and ``close`` are the sender's side.
+    """
+
+    def __init__(self) -> None:
+        self._items: deque[SessionMessage | Exception] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False  # nothing more will come
+        self._left = False  # the receiver is gone
+
+    def send_nowait(self, item: SessionMessage | Exception) -> None:
+        if self._left:
+            raise anyio.BrokenResourceError
+        if self._closed:
+            raise anyio.ClosedResourceError
+        self._items.append(item)
+        self._wake()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def receive(self) -> SessionMessage | Exception:
+        while not self._items:
+            if self._closed or self._left:
+                raise anyio.EndOfStream
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+    async def aclose(self) -> None:
+        self._left = True
+        self._items.clear()
+        self._wake()
+
+    def __aiter__(self) -> Inbox:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> Inbox:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
 async def parse_messages(
-    fd: int,
-    messages: MemoryObjectSendStream[SessionMessage | Exception],
-    unreadable: MemoryObjectSendStream[Any],
+    fd: int, messages: Inbox, unreadable: Inbox | MemoryObjectSendStream[SessionMessage]
 ) -> None:
     """Read JSON-RPC messages, one a line, from ``fd`` into ``messages`` until end of file.
 
@@ -102,7 +173,7 @@ async def parse_messages(
     be unbounded: lines are handed on as they arrive.
     """
     lines = _Lines(messages, unreadable)
-    with messages:
+    try:
         if _is_pipe(fd):
             await lines.read_pipe(fd)
         else:  # a terminal or a file: its flags may be shared, so read in a thread
@@ -111,6 +182,8 @@ async def parse_messages(
             ):
                 lines.data_received(chunk)
             lines.eof_received()
+    finally:
+        messages.close()
 
 
 class _Lines(asyncio.Protocol):
@@ -121,9 +194,7 @@ class _Lines(asyncio.Protocol):
     """
 
     def __init__(
-        self,
-        messages: MemoryObjectSendStream[SessionMessage | Exception],
-        unreadable: MemoryObjectSendStream[Any],
+        self, messages: Inbox, unreadable: Inbox | MemoryObjectSendStream[SessionMessage]
     ) -> None:
         self._messages = messages
         self._unreadable = unreadable
@@ -168,7 +239,7 @@ class _Lines(asyncio.Protocol):
             self._send(self._unreadable, SessionMessage(refusal))
 
     @staticmethod
-    def _send(stream: MemoryObjectSendStream[Any], item: object) -> None:
+    def _send(stream: Inbox | MemoryObjectSendStream[SessionMessage], item: Any) -> None:
         with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
             stream.send_nowait(item)
 
@@ -204,13 +275,65 @@ def decode(line: str) -> types.JSONRPCMessage:
         return types.jsonrpc_message_adapter.validate_python(data, by_name=False)
 
 
-async def _write_messages(wire: Wire, messages: MemoryObjectReceiveStream[SessionMessage]) -> None:
-    nonblocking(wire.write_fd)
-    async with messages:
-        async for message in messages:
-            data = encode(message)
-            if data:
-                await write_all(wire.write_fd, data)
+class PipeWriter:
+    """An ``mcp`` write stream that writes each message to a pipe in the sender's own task.
+
+    A memory stream drained by a writer task costs a task switch per message, a good
+    part of what the proxy adds to a call. A message the pipe cannot take at once is
+    finished under a lock, shielded (half a line would corrupt the protocol), and the
+    messages sent meanwhile queue behind it in order. Once the reader is gone, sends
+    raise ``BrokenResourceError``, as a memory stream whose reader left does.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = anyio.Lock(fast_acquire=True)
+        self._queued = 0  # senders waiting for the pipe, in order
+        self._broken = False
+        self._closed = False
+        nonblocking(fd)
+
+    async def send(self, message: SessionMessage, /) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._broken:
+            raise anyio.BrokenResourceError
+        await self.write(message)
+
+    async def write(self, message: SessionMessage) -> None:
+        """``send`` that still writes after ``aclose`` and drops what a gone reader
+        cannot get: for answers that are not the stream owner's to send."""
+        if self._broken:
+            return
+        data = encode(message)
+        if not self._queued:
+            try:
+                written = os.write(self._fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                self._broken = True
+                return
+            if written == len(data):
+                return
+            data = data[written:]
+        self._queued += 1
+        try:
+            with anyio.CancelScope(shield=True):
+                async with self._lock:
+                    if not await write_all(self._fd, data):
+                        self._broken = True
+        finally:
+            self._queued -= 1
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> PipeWriter:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 async def write_all(fd: int, data: bytes) -> bool:

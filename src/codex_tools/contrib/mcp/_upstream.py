@@ -8,35 +8,22 @@ import signal
 import subprocess
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from mcp.shared.message import SessionMessage
 
-from codex_tools.contrib.mcp._stdio import encode, nonblocking, parse_messages, write_all
+from codex_tools.contrib.mcp._stdio import Inbox, parse_messages
 
-__all__ = ["how_it_ended", "read_upstream", "stop", "write_upstream"]
+__all__ = ["how_it_ended", "read_upstream", "stop"]
 
 #: Seconds the upstream has to exit after its stdin closes, and again after SIGTERM.
 _STOP_TIMEOUT = 2.0
 
 
-async def read_upstream(
-    fd: int, messages: MemoryObjectSendStream[SessionMessage | Exception], gone: anyio.Event
-) -> None:
+async def read_upstream(fd: int, messages: Inbox, gone: anyio.Event) -> None:
     """Its messages into ``messages``; ``gone`` is set when its stdout closes, however.
     An answer that cannot be read reaches its request as an error."""
     try:
         await parse_messages(fd, messages, messages)
     finally:
         gone.set()
-
-
-async def write_upstream(fd: int, messages: MemoryObjectReceiveStream[SessionMessage]) -> None:
-    """``messages`` to its stdin, until it or they are gone."""
-    nonblocking(fd)
-    async with messages:
-        async for message in messages:
-            if not await write_all(fd, encode(message)):
-                return  # the upstream is gone; its reader says so
 
 
 async def stop(upstream: subprocess.Popen[bytes]) -> None:
