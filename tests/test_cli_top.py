@@ -54,6 +54,8 @@ def test_a_url_with_or_without_its_path_names_the_json_snapshot(given: str, url:
         (["ftp://h:1"], "is not an http:// URL"),
         (["http://h:99999"], "has no valid port"),
         (["http://"], "is not an http:// URL"),
+        (["http://[::1"], "is not an http:// URL"),
+        (["[::1:9464"], "is not an http:// URL"),
         (["1", "--interval", "0"], "is not an interval"),
         (["1", "--interval", "nan"], "is not an interval"),
         (["1", "--sort", "size"], "invalid choice"),

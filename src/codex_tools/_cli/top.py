@@ -85,7 +85,10 @@ def endpoint_url(text: str) -> str:
         text = f"127.0.0.1:{text}"
     if "://" not in text:
         text = f"http://{text}"
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # an unclosed "[" of an IPv6 address
+        parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CLIError(f"{text!r} is not an http:// URL of a metrics endpoint")
     try:
