@@ -5,6 +5,7 @@ server's counts are exact."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -179,8 +180,14 @@ class TestProgress:
 
 def test_a_request_json_rpc_cannot_read_is_answered_and_the_server_goes_on() -> None:
     lines = [
-        b"not json at all",  # no id: nothing can be answered, nothing waits
-        b'{"jsonrpc": "2.0", "id": 7, "method": 42}',  # an id: answered -32600
+        b"not json at all",  # JSON-RPC 2.0: a parse error, answered with id null
+        b"\xff\xfe{",
+        b'{"jsonrpc": "2.0", "id": 7, "method": 42}',  # an id: answered -32600 for it
+        b'{"jsonrpc": "2.0", "id": [1], "method": "tools/list"}',  # ids it cannot echo
+        b'{"jsonrpc": "2.0", "id": 1.5, "method": "tools/list"}',
+        b'{"jsonrpc": "2.0", "id": true, "method": "tools/list"}',
+        b'{"jsonrpc": "2.0", "id": null, "method": "tools/list"}',
+        b'[{"jsonrpc": "2.0", "id": 3, "method": "ping"}]',  # MCP has no batches
         b'{"jsonrpc": "2.0", "id": 8, "method": "ping"}',
         b'{"jsonrpc": "2.0", "id": 9, "method": []}',  # the last line: still answered
     ]
@@ -189,10 +196,42 @@ def test_a_request_json_rpc_cannot_read_is_answered_and_the_server_goes_on() -> 
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     ) as server:
         out, _ = server.communicate(b"\n".join(lines) + b"\n", timeout=30)
-    answers = {answer["id"]: answer for answer in map(json.loads, out.splitlines())}
-    assert answers[7]["error"]["code"] == -32600
-    assert answers[8]["result"] == {}
-    assert answers[9]["error"]["code"] == -32600
+    answers = [json.loads(line) for line in out.splitlines()]
+    assert len(answers) == len(lines)  # each line answered once
+    by_id = {answer["id"]: answer for answer in answers if answer["id"] is not None}
+    assert by_id[7]["error"]["code"] == -32600
+    assert by_id[8]["result"] == {}
+    assert by_id[9]["error"]["code"] == -32600
+    unidentified = [answer["error"]["code"] for answer in answers if answer["id"] is None]
+    assert sorted(unidentified) == [-32700, -32700] + [-32600] * 5
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(max_size=200).map(lambda b: b.replace(b"\n", b" ")), max_size=20))
+def test_every_line_a_peer_sends_is_a_message_or_answered_once(lines: list[bytes]) -> None:
+    """The server's reader over a real pipe: whatever bytes arrive, each line that is not
+    blank reaches the server as a message or gets exactly one JSON-RPC error back."""
+    from codex_tools.contrib.mcp._stdio import Inbox, parse_messages
+
+    async def read_all() -> tuple[list[Any], list[Any]]:
+        read_fd, write_fd = os.pipe()
+        with os.fdopen(write_fd, "wb") as pipe:
+            pipe.write(b"".join(line + b"\n" for line in lines))
+        messages = Inbox()
+        send, receive = anyio.create_memory_object_stream[Any](float("inf"))
+        with send, receive:
+            try:
+                await parse_messages(read_fd, messages, send)
+            finally:
+                os.close(read_fd)
+            send.close()
+            return [item async for item in messages], [item async for item in receive]
+
+    parsed, refused = anyio.run(read_all)
+    assert not [each for each in parsed if isinstance(each, Exception)]  # nothing dropped
+    assert len(parsed) + len(refused) == sum(1 for line in lines if line.strip())
+    for refusal in refused:
+        assert refusal.message.error.code in (-32700, -32600)
 
 
 def test_nothing_but_the_protocol_reaches_stdout(served: Connected) -> None:

@@ -169,8 +169,11 @@ async def parse_messages(
 
     A line that is not a message but has an ``id`` becomes an error for that id in
     ``unreadable``: the answer to a bad request, or (given ``messages`` itself) the
-    stand-in for a bad response, so that no request waits for ever. Both streams must
-    be unbounded: lines are handed on as they arrive.
+    stand-in for a bad response, so that no request waits for ever. A peer's line with
+    no usable id is answered as JSON-RPC 2.0 says, with ``"id": null`` (-32700 for text
+    that is not JSON, -32600 for anything else); the same from an upstream answers
+    nothing, so it is logged and dropped. Both streams must be unbounded: lines are
+    handed on as they arrive.
     """
     lines = _Lines(messages, unreadable)
     try:
@@ -230,11 +233,12 @@ class _Lines(asyncio.Protocol):
         try:
             self._send(self._messages, SessionMessage(decode(line)))
         except ValueError as error:
-            request_id = _id_of(line)
-            if request_id is None:  # nothing waits for it: the dispatcher logs and drops it
-                self._send(self._messages, error)
+            request_id, code = _id_of(line)
+            if request_id is None and self._unreadable is self._messages:
+                self._send(self._messages, error)  # the dispatcher logs and drops it
                 return
-            problem = types.ErrorData(code=types.INVALID_REQUEST, message="not a JSON-RPC message")
+            message = "not JSON" if code == types.PARSE_ERROR else "not a JSON-RPC message"
+            problem = types.ErrorData(code=code, message=message)
             refusal = types.JSONRPCError(jsonrpc="2.0", id=request_id, error=problem)
             self._send(self._unreadable, SessionMessage(refusal))
 
@@ -249,30 +253,39 @@ def _is_pipe(fd: int) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
-def _id_of(line: str) -> str | int | None:
-    """The request id of a line that is JSON but not a JSON-RPC message, if it has one."""
+def _id_of(line: str) -> tuple[str | int | None, int]:
+    """The request id of a line that is not a JSON-RPC message, if it has a usable one,
+    and the error code that answers it."""
     try:
         data = json.loads(line)
     except ValueError:
-        return None
+        return None, types.PARSE_ERROR
     request_id = data.get("id") if isinstance(data, dict) else None
     if isinstance(request_id, bool) or not isinstance(request_id, str | int):
-        return None
-    return request_id
+        return None, types.INVALID_REQUEST
+    return request_id, types.INVALID_REQUEST
 
 
 def decode(line: str) -> types.JSONRPCMessage:
     """One JSON-RPC message; also one that escapes a lone surrogate (``"\\ud800"``, as
     JavaScript's ``JSON.stringify`` writes it), which pydantic's parser refuses: dropped,
-    it would leave its request unanswered for ever."""
+    it would leave its request unanswered for ever. A request whose id is no string or
+    integer is a ``ValueError``: the types would read it as a notification, unanswered."""
     try:
-        return types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+        message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
     except ValueError as error:
         try:
             data = json.loads(line)
         except ValueError:
             raise error from None
-        return types.jsonrpc_message_adapter.validate_python(data, by_name=False)
+        message = types.jsonrpc_message_adapter.validate_python(data, by_name=False)
+    if (
+        isinstance(message, types.JSONRPCNotification)
+        and '"id"' in line
+        and "id" in json.loads(line)
+    ):
+        raise ValueError("a request's id must be a string or an integer")
+    return message
 
 
 class PipeWriter:
