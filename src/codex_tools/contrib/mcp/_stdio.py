@@ -201,7 +201,7 @@ class _Lines(asyncio.Protocol):
     ) -> None:
         self._messages = messages
         self._unreadable = unreadable
-        self._pending = b""
+        self._pending: list[bytes] = []  # a line's chunks so far: joined once it ends
         self._ended = asyncio.Event()
 
     async def read_pipe(self, fd: int) -> None:
@@ -214,13 +214,19 @@ class _Lines(asyncio.Protocol):
             transport.close()
 
     def data_received(self, data: bytes) -> None:
-        *lines, self._pending = (self._pending + data).split(b"\n")
+        if b"\n" not in data:  # a long line: no copy of all of it per chunk
+            self._pending.append(data)
+            return
+        first, *lines, rest = data.split(b"\n")
+        self._pending.append(first)
+        self._line(b"".join(self._pending))
+        self._pending = [rest]
         for line in lines:
             self._line(line)
 
     def eof_received(self) -> None:
-        self._line(self._pending)
-        self._pending = b""
+        self._line(b"".join(self._pending))
+        self._pending = []
         self._ended.set()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -237,7 +243,7 @@ class _Lines(asyncio.Protocol):
             if request_id is None and self._unreadable is self._messages:
                 self._send(self._messages, error)  # the dispatcher logs and drops it
                 return
-            message = "not JSON" if code == types.PARSE_ERROR else "not a JSON-RPC message"
+            message = "Parse error" if code == types.PARSE_ERROR else "not a JSON-RPC message"
             problem = types.ErrorData(code=code, message=message)
             refusal = types.JSONRPCError(jsonrpc="2.0", id=request_id, error=problem)
             self._send(self._unreadable, SessionMessage(refusal))
@@ -258,7 +264,7 @@ def _id_of(line: str) -> tuple[str | int | None, int]:
     and the error code that answers it."""
     try:
         data = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None, types.PARSE_ERROR
     request_id = data.get("id") if isinstance(data, dict) else None
     if isinstance(request_id, bool) or not isinstance(request_id, str | int):
@@ -276,7 +282,7 @@ def decode(line: str) -> types.JSONRPCMessage:
     except ValueError as error:
         try:
             data = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than it reads
             raise error from None
         message = types.jsonrpc_message_adapter.validate_python(data, by_name=False)
     if (
