@@ -7,6 +7,7 @@ crashing tools is the upstream where progress, cancellation and crashes are need
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -454,29 +455,67 @@ def ended(pids: list[int]) -> bool:
     return not any(alive(pid) for pid in pids)
 
 
+#: How clients stop a stdio server: Claude Code signals the server's process (SIGINT, then
+#: SIGTERM 100 ms later); Codex CLI its process group (SIGTERM, then SIGKILL milliseconds
+#: later).
+STOPS = ["SIGINT", "SIGTERM", "SIGINT, SIGTERM", "group SIGTERM, SIGKILL", "stdin closed"]
+
+
+def stopped(server: subprocess.Popen[bytes], stop: str) -> set[int]:
+    """Stop ``server`` the way ``stop`` says; the exit statuses it may end with."""
+    assert server.stdin is not None
+    if stop == "stdin closed":
+        server.stdin.close()
+        return {0}
+    if stop == "group SIGTERM, SIGKILL":
+        os.killpg(server.pid, signal.SIGTERM)
+        time.sleep(0.005)
+        os.killpg(server.pid, signal.SIGKILL)
+        return {128 + signal.SIGTERM, -signal.SIGKILL}  # whichever ended it
+    first, *then = (signal.Signals[name] for name in stop.split(", "))
+    server.send_signal(first)
+    for signum in then:
+        time.sleep(0.1)
+        if server.poll() is None:
+            server.send_signal(signum)
+    return {128 + first}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM", "stdin closed"])
-@pytest.mark.parametrize("command", ["mcp", "proxy"])
+@pytest.mark.parametrize(
+    ("command", "stop"),
+    [("proxy", stop) for stop in STOPS] + [("mcp", stop) for stop in STOPS if "group" not in stop],
+)
 def test_the_server_and_its_upstream_end_at_once_while_a_tool_is_stuck(
-    command: str, stop: str
+    command: str, stop: str, tmp_path: Path
 ) -> None:
-    argv = OUR_SERVER if command == "mcp" else [*PROXY, "--", *OUR_SERVER]
+    """Also what the upstream started: a wrapper's helper process (as npx or a shell
+    script leaves one) ends with it when the client ends the server's process group."""
+    wrapper = tmp_path / "upstream.sh"
+    wrapper.write_text(f"sleep 60 &\nexec {' '.join(OUR_SERVER)} --metrics-port 0\n")
+    argv = (
+        [*OUR_SERVER, "--metrics-port", "0"]
+        if command == "mcp"
+        else [*PROXY, "--", "sh", str(wrapper)]
+    )
     with subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a process group of its own, as clients start servers
     ) as server:
-        assert server.stdin is not None
         try:
             initialized(server)
             upstream = children(server.pid) if command == "proxy" else []
             assert len(upstream) == (1 if command == "proxy" else 0)
-            if stop == "stdin closed":
-                server.stdin.close()
-                expected = 0
-            else:
-                signum = signal.Signals[stop]
-                server.send_signal(signum)
-                expected = 128 + signum
-            assert server.wait(timeout=5) == expected
+            helpers = [pid for each in upstream for pid in children(each)]
+            expected = stopped(server, stop)
+            assert server.wait(timeout=5) in expected
             assert ended(upstream)
+            if command == "proxy" and stop == "group SIGTERM, SIGKILL":
+                assert helpers
+                assert ended(helpers)
         finally:
-            server.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)

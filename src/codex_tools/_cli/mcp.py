@@ -22,14 +22,20 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 from codex_tools import ToolRegistry, __version__
 from codex_tools._cli import CLIError
 from codex_tools._cli._loading import load_registry
 
-__all__ = ["add_parser", "add_serving_options", "metrics_endpoint", "serve_until_stopped"]
+__all__ = [
+    "add_parser",
+    "add_serving_options",
+    "metrics_endpoint",
+    "say",
+    "serve_until_stopped",
+]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -100,18 +106,20 @@ def run(namespace: argparse.Namespace) -> int:
             # Waited for even when stdin closes first: a module that cannot be imported
             # is reported, and the exit status says so.
             found.append(await anyio.to_thread.run_sync(load_registry, namespace.module))
-            with metrics_endpoint(found[0], namespace.metrics_port, verbose=namespace.verbose):
-                if namespace.verbose:
-                    names = ", ".join(sorted(each.name for each in found[0].tools()))
-                    print(f"codex-tools: serving {names} over MCP on stdio", file=sys.stderr)
-                loaded.set()
-                await served.wait()
+            metrics_endpoint(found[0], namespace.metrics_port, verbose=namespace.verbose)
+            if namespace.verbose:
+                names = ", ".join(sorted(each.name for each in found[0].tools()))
+                say(f"codex-tools: serving {names} over MCP on stdio")
+            loaded.set()
+            await served.wait()
         return 0
 
     serve_until_stopped(serve)
 
 
-def serve_until_stopped(serve: Callable[[], Awaitable[int]]) -> NoReturn:
+def serve_until_stopped(
+    serve: Callable[[], Awaitable[int]], on_signal: Callable[[int], None] = lambda signum: None
+) -> NoReturn:
     """Run ``serve`` until it returns its exit status or SIGINT/SIGTERM comes, then end
     the process.
 
@@ -119,7 +127,10 @@ def serve_until_stopped(serve: Callable[[], Awaitable[int]]) -> NoReturn:
     thread still running (which the loop's shutdown would wait for), or one the tools
     module started, must not keep a server alive that its client has left. A
     :class:`CLIError` is one line on stderr and exit status 2; a signal exits with 128
-    plus its number.
+    plus its number. ``on_signal`` is told of every signal as it comes (the proxy passes
+    it on to its upstream). The handlers stay until the process ends: a client that sends
+    SIGTERM while the server stops on its SIGINT (Claude Code does, 100 ms later) does
+    not kill it halfway, with its upstream left behind.
     """
     import anyio
 
@@ -129,29 +140,33 @@ def serve_until_stopped(serve: Callable[[], Awaitable[int]]) -> NoReturn:
 
     async def main() -> NoReturn:
         stopped_by: list[int] = []
+        serving = anyio.CancelScope()
         code = 0
-        try:
-            async with anyio.create_task_group() as tasks:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
 
-                async def stop_on_signal() -> None:
-                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                        async for signum in signals:
-                            stopped_by.append(signum)
-                            tasks.cancel_scope.cancel()
+            async def stop_on_signal() -> None:  # and pass on the signals that come meanwhile
+                async for signum in signals:
+                    stopped_by.append(signum)
+                    on_signal(signum)
+                    serving.cancel()
 
-                tasks.start_soon(stop_on_signal)
-                code = await serve()
-                tasks.cancel_scope.cancel()
-        except* CLIError as group:
-            error: BaseException = group
-            while isinstance(error, BaseExceptionGroup):  # task groups nest them
-                error = error.exceptions[0]
-            print(f"codex-tools: error: {error}", file=sys.stderr)
-            code = 2
-        except* Exception:  # noqa: BLE001  (a bug of ours: worth an operator's attention, in full)
-            traceback.print_exc()
-            code = 1
-        _exit(128 + stopped_by[0] if stopped_by else code)
+            try:
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(stop_on_signal)
+                    with serving:
+                        code = await serve()
+                    tasks.cancel_scope.cancel()
+            except* CLIError as group:
+                error: BaseException = group
+                while isinstance(error, BaseExceptionGroup):  # task groups nest them
+                    error = error.exceptions[0]
+                say(f"codex-tools: error: {error}")
+                code = 2
+            except* Exception:  # noqa: BLE001  (a bug of ours: worth an operator's attention)
+                with contextlib.suppress(OSError):
+                    traceback.print_exc()
+                code = 1
+            _exit(128 + stopped_by[0] if stopped_by else code)
 
     from codex_tools._runners import new_loop
 
@@ -163,27 +178,28 @@ def serve_until_stopped(serve: Callable[[], Awaitable[int]]) -> NoReturn:
     _exit(1)  # not reached: main ends the process
 
 
+def say(line: str) -> None:
+    """One line on stderr; a client that closed it (it is going away) is no failure."""
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr, flush=True)
+
+
 def _exit(code: int) -> NoReturn:
-    sys.stderr.flush()
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
     os._exit(code)
 
 
-@contextlib.contextmanager
-def metrics_endpoint(registry: ToolRegistry, port: int | None, *, verbose: bool) -> Iterator[None]:
-    """Serve the metrics on 127.0.0.1 while the block runs, if a port is given."""
-    with _metrics_endpoint(registry, port) as url:
-        if verbose and url is not None:
-            print(f"codex-tools: metrics at {url}/metrics", file=sys.stderr, flush=True)
-        yield
+def metrics_endpoint(registry: ToolRegistry, port: int | None, *, verbose: bool) -> None:
+    """Serve ``/metrics`` and ``/metrics.json`` on 127.0.0.1 from now on, if a port is
+    given. Without prometheus_client, ``/metrics.json`` (all that ``codex-tools top``
+    reads) is still served, and ``/metrics`` says what to install.
 
-
-@contextlib.contextmanager
-def _metrics_endpoint(registry: ToolRegistry, port: int | None) -> Iterator[str | None]:
-    """Serve ``/metrics`` and ``/metrics.json`` on 127.0.0.1 while the block runs, if a
-    port is given; yields its URL. Without prometheus_client, ``/metrics.json`` (all that
-    ``codex-tools top`` reads) is still served, and ``/metrics`` says what to install."""
+    Never closed: the process ends with the server (:func:`serve_until_stopped`), which
+    frees the port, and closing would hold a stopping server up to 0.1 s, the endpoint
+    thread's poll (longer than Claude Code waits before its next signal).
+    """
     if port is None:
-        yield None
         return
     from codex_tools._endpoint import MetricsServer
 
@@ -191,15 +207,13 @@ def _metrics_endpoint(registry: ToolRegistry, port: int | None) -> Iterator[str 
         try:
             from codex_tools.contrib.prometheus import serve_metrics
         except ImportError as error:
-            print(f"codex-tools: /metrics.json only: {error}", file=sys.stderr)
+            say(f"codex-tools: /metrics.json only: {error}")
             return MetricsServer(registry, "127.0.0.1", port)
         return serve_metrics(registry, "127.0.0.1", port)
 
     try:
-        server = start()
+        url = start().url
     except OSError as error:
         raise CLIError(f"cannot serve metrics on 127.0.0.1:{port}: {error.strerror}") from None
-    try:
-        yield server.url
-    finally:
-        server.close()
+    if verbose:
+        say(f"codex-tools: metrics at {url}/metrics")

@@ -11,12 +11,11 @@ upstream fails (the proxy exits; it does not restart it).
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from codex_tools import ToolRegistry
 from codex_tools._cli import CLIError, seconds
-from codex_tools._cli.mcp import add_serving_options, metrics_endpoint, serve_until_stopped
+from codex_tools._cli.mcp import add_serving_options, metrics_endpoint, say, serve_until_stopped
 
 __all__ = ["add_parser"]
 
@@ -61,9 +60,12 @@ def run(namespace: argparse.Namespace) -> int:
     import subprocess
 
     try:
-        # Before the SDK import below: the two start-ups overlap.
+        # Before the SDK import below: the two start-ups overlap. In the proxy's own
+        # process group, so that a client that ends its server's group (Codex CLI sends
+        # SIGTERM, then SIGKILL milliseconds later) ends the upstream and what it started
+        # as it would without the proxy; a signal to the proxy alone is passed on.
         upstream: subprocess.Popen[bytes] | None = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
         failure = ""
     except OSError as error:
@@ -71,6 +73,7 @@ def run(namespace: argparse.Namespace) -> int:
         failure = f"cannot start the upstream MCP server {command[0]!r}: {error.strerror or error}"
     try:
         from codex_tools.contrib.mcp._proxy import serve_failure, serve_proxy
+        from codex_tools.contrib.mcp._upstream import signal_upstream
     except ImportError as error:
         raise CLIError(str(error)) from None
     registry = ToolRegistry()
@@ -78,19 +81,23 @@ def run(namespace: argparse.Namespace) -> int:
     def ready() -> None:
         if namespace.verbose:
             names = ", ".join(sorted(each.name for each in registry.tools()))
-            print(f"codex-tools: proxying {names} over MCP on stdio", file=sys.stderr)
+            say(f"codex-tools: proxying {names} over MCP on stdio")
 
     async def serve() -> int:
         if upstream is None:
             return await serve_failure(failure)
-        with metrics_endpoint(registry, namespace.metrics_port, verbose=namespace.verbose):
-            return await serve_proxy(
-                upstream,
-                registry,
-                name=namespace.name,
-                startup_timeout=namespace.startup_timeout,
-                call_timeout=namespace.call_timeout,
-                on_ready=ready,
-            )
+        metrics_endpoint(registry, namespace.metrics_port, verbose=namespace.verbose)
+        return await serve_proxy(
+            upstream,
+            registry,
+            name=namespace.name,
+            startup_timeout=namespace.startup_timeout,
+            call_timeout=namespace.call_timeout,
+            on_ready=ready,
+        )
 
-    serve_until_stopped(serve)
+    def pass_on(signum: int) -> None:
+        if upstream is not None:
+            signal_upstream(upstream, signum)
+
+    serve_until_stopped(serve, pass_on)

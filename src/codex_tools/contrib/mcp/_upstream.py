@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 
@@ -11,7 +10,7 @@ import anyio
 
 from codex_tools.contrib.mcp._stdio import Inbox, parse_messages
 
-__all__ = ["how_it_ended", "read_upstream", "stop"]
+__all__ = ["how_it_ended", "read_upstream", "signal_upstream", "stop"]
 
 #: Seconds the upstream has to exit after its stdin closes, and again after SIGTERM.
 _STOP_TIMEOUT = 2.0
@@ -27,32 +26,23 @@ async def read_upstream(fd: int, messages: Inbox, gone: anyio.Event) -> None:
 
 
 async def stop(upstream: subprocess.Popen[bytes]) -> None:
-    """Close the upstream's stdin, then SIGTERM and SIGKILL its process group, each
-    after a bounded wait; the spec's order (lifecycle, shutdown)."""
+    """Close the upstream's stdin, then send it SIGTERM and SIGKILL, each after a bounded
+    wait; the spec's order (lifecycle, shutdown)."""
     for pipe in (upstream.stdin, upstream.stdout):
         if pipe is not None:
             with contextlib.suppress(OSError):
                 pipe.close()
-    for stop in (None, _terminate, _kill):
-        if stop is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                stop(upstream)
+    for signum in (None, signal.SIGTERM, signal.SIGKILL):
+        if signum is not None:
+            signal_upstream(upstream, signum)
         if await _exited(upstream):
             return
 
 
-def _terminate(upstream: subprocess.Popen[bytes]) -> None:
-    if hasattr(os, "killpg"):  # the upstream and whatever it started
-        os.killpg(upstream.pid, signal.SIGTERM)
-    else:
-        upstream.terminate()
-
-
-def _kill(upstream: subprocess.Popen[bytes]) -> None:
-    if hasattr(os, "killpg"):
-        os.killpg(upstream.pid, signal.SIGKILL)
-    else:
-        upstream.kill()
+def signal_upstream(upstream: subprocess.Popen[bytes], signum: int) -> None:
+    """Send ``signum`` to the upstream, if it is still there."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        upstream.send_signal(signum)
 
 
 async def _exited(upstream: subprocess.Popen[bytes]) -> bool:
