@@ -88,7 +88,7 @@ def trace_nothing() -> None:
     ``ClientSession.send_request`` opens a span and injects its context for every request
     sent upstream. With no tracer provider set, the span records nothing and the context
     it injects is empty, yet going through the API's default (proxy) tracer costs about
-    5% of the proxy's CPU per call. So the ``codex-tools proxy`` process, when nothing has
+    4% of the proxy's instructions per call. So the ``codex-tools proxy`` process, when nothing has
     set a provider by the time it serves, sets one whose spans cost nothing. Not for a
     library user: a process has one provider, set once.
     """

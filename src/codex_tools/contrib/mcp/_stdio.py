@@ -109,7 +109,7 @@ async def serve(
 
     ``Server.run`` picks the protocol era from the first request and then relays every
     later message to the era's loop through a task and a memory stream: two more turns
-    of the event loop per message, a tenth of what the proxy adds to a call. The inbox
+    of the event loop per message, a tenth of the proxy's instructions per call. The inbox
     shows its first request without giving it up, so a handshake-era client is served
     by the SDK's handshake loop (``serve_loop``, what ``Server.run`` would pick) reading
     the inbox itself; any other opening goes to ``Server.run``. Unlike ``Server.run``,
