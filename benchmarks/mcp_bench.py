@@ -1,4 +1,5 @@
-"""``python -m benchmarks.mcp_bench [--quick]``: the MCP server and proxy, ratios in one run.
+"""``python -m benchmarks.mcp_bench [--quick] [--proxy-only]``: the MCP server and proxy,
+ratios in one run.
 
 - Time to answer ``initialize`` (spawn to response, wall clock) of ``codex-tools mcp``,
   over the time ``python -c "import mcp.server.lowlevel"`` takes to get past the import
@@ -56,15 +57,21 @@ HELLO = json.dumps(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.mcp_bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
-    quick = parser.parse_args(argv).quick
+    parser.add_argument(
+        "--proxy-only", action="store_true", help="only what the proxy adds per call"
+    )
+    options = parser.parse_args(argv)
+    quick = options.quick
     failures: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         tools = Path(tmp) / "bench_tools.py"
         tools.write_text(TOOLS)
         server = [sys.executable, "-m", "codex_tools", "mcp", str(tools)]
-        _initialize(server, 2 if quick else 9)
+        if not options.proxy_only:
+            _initialize(server, 2 if quick else 9)
         anyio.run(_proxy_overhead, server, 20 if quick else 500)
-        anyio.run(_pipelined, server, 50 if quick else 1_000, Path(tmp), failures)
+        if not options.proxy_only:
+            anyio.run(_pipelined, server, 50 if quick else 1_000, Path(tmp), failures)
     for failure in failures:
         print(f"check failed: {failure}", file=sys.stderr)
     return 1 if failures else 0

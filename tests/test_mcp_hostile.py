@@ -235,6 +235,39 @@ def test_every_line_a_peer_sends_is_a_message_or_answered_once(lines: list[bytes
         assert refusal.message.error.code in (-32700, -32600)
 
 
+def test_a_client_that_pipelines_its_opening_gets_every_answer_in_order() -> None:
+    # The handshake is served without Server.run's relay: what came before `initialize`
+    # and what follows it in the same write must still be handled, initialize first.
+    hello = {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "pipelining", "version": "0"},
+    }
+    messages = [
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 99}},
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 3, "method": "ping"},
+    ]
+    command = [sys.executable, "-m", "codex_tools", "mcp", str(TOOLS)]
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as server:
+        assert server.stdin is not None
+        assert server.stdout is not None
+        server.stdin.write(b"".join(json.dumps(message).encode() + b"\n" for message in messages))
+        server.stdin.flush()  # kept open: closing it ends the server before tools/list
+        answers = [json.loads(server.stdout.readline()) for _ in range(3)]
+        server.stdin.close()
+    assert answers[0]["id"] == 1
+    assert answers[0]["result"]["protocolVersion"] == "2025-11-25"
+    by_id = {answer["id"]: answer for answer in answers}
+    assert sorted(by_id) == [1, 2, 3]
+    assert "echo" in {tool["name"] for tool in by_id[2]["result"]["tools"]}
+    assert by_id[3]["result"] == {}
+
+
 def test_nothing_but_the_protocol_reaches_stdout(served: Connected) -> None:
     call(served, "echo", {"codepoints": [111, 107]})
     served.run(lambda: anyio.sleep(0.2))  # the module's thread prints meanwhile

@@ -519,3 +519,38 @@ def test_the_server_and_its_upstream_end_at_once_while_a_tool_is_stuck(
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(server.pid, signal.SIGKILL)
+
+
+class TestTracing:
+    """The proxy process makes the SDK's span per request free only where nobody traces."""
+
+    @staticmethod
+    def _python(code: str) -> None:  # in a process of its own: a provider is set once
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=TIMEOUT)
+
+    def test_a_provider_someone_set_is_kept(self) -> None:
+        self._python(
+            "from opentelemetry import trace\n"
+            "from opentelemetry.sdk.trace import TracerProvider\n"
+            "from codex_tools.contrib.mcp._proxy import trace_nothing\n"
+            "provider = TracerProvider()\n"
+            "trace.set_tracer_provider(provider)\n"
+            "trace_nothing()\n"
+            "assert trace.get_tracer_provider() is provider\n"
+            "with trace.get_tracer('mcp-python-sdk').start_as_current_span('s') as span:\n"
+            "    assert span.is_recording()\n"
+        )
+
+    def test_without_one_the_sdk_span_records_nothing_and_changes_no_context(self) -> None:
+        self._python(
+            "from opentelemetry import trace\n"
+            "from mcp.shared._otel import inject_trace_context, otel_span\n"
+            "from codex_tools.contrib.mcp._proxy import trace_nothing\n"
+            "trace_nothing()\n"
+            "with otel_span('MCP send', kind=trace.SpanKind.CLIENT) as span:\n"
+            "    assert not span.is_recording()\n"
+            "    assert trace.get_current_span() is trace.INVALID_SPAN\n"
+            "    meta = {}\n"
+            "    inject_trace_context(meta)\n"
+            "    assert meta == {}\n"
+        )

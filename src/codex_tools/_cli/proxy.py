@@ -72,10 +72,11 @@ def run(namespace: argparse.Namespace) -> int:
         upstream = None
         failure = f"cannot start the upstream MCP server {command[0]!r}: {error.strerror or error}"
     try:
-        from codex_tools.contrib.mcp._proxy import serve_failure, serve_proxy
+        from codex_tools.contrib.mcp._proxy import serve_failure, serve_proxy, trace_nothing
         from codex_tools.contrib.mcp._upstream import signal_upstream
     except ImportError as error:
         raise CLIError(str(error)) from None
+    trace_nothing()
     registry = ToolRegistry()
 
     def ready() -> None:
