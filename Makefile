@@ -54,7 +54,7 @@ clean:
 # The core must import and work with none of the extras installed, and must not import one
 # where they are all installed (the dev .venv).
 EXTRAS_IMPORTED = 'opentelemetry', 'prometheus_client', 'openai', 'mcp', 'agents', \
-	'pydantic_ai', 'langchain', 'langchain_core', 'langgraph'
+	'pydantic_ai', 'langchain', 'langchain_core', 'langgraph', 'uvloop'
 BARE_CHECK = import sys, codex_tools as c; c.register(lambda a, b: a + b, name='add'); \
 	assert c.invoke('add', {'a': 1, 'b': 2}) == 3; \
 	extras = {$(EXTRAS_IMPORTED)} & set(sys.modules); assert not extras, extras; \

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import codex_tools
 from codex_tools import ToolRegistry, merge_metrics
-from codex_tools._cli.mcp import _metrics_endpoint
+from codex_tools._cli.mcp import metrics_endpoint
 from codex_tools._endpoint import MetricsServer
 from codex_tools.contrib.prometheus import serve_metrics
 
@@ -149,9 +149,12 @@ def test_the_cli_endpoint_serves_json_without_the_prometheus_extra(
         importlib.import_module("codex_tools.contrib.prometheus")
 
     stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr), _metrics_endpoint(busy, 0) as url:
-        json_status, _, body = fetch(f"{url}/metrics.json")
-        text_status, _, hint = fetch(f"{url}/metrics")
+    with contextlib.redirect_stderr(stderr):
+        server = metrics_endpoint(busy, 0, verbose=False)
+    assert server is not None
+    with server:
+        json_status, _, body = fetch(f"{server.url}/metrics.json")
+        text_status, _, hint = fetch(f"{server.url}/metrics")
     assert (json_status, json.loads(body)["one"]["success"]) == (200, 3)
     assert text_status == 501
     assert b"pip install 'codex-tools[prometheus]'" in hint

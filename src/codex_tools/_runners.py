@@ -45,6 +45,7 @@ __all__ = [
     "call_async",
     "call_in_thread",
     "new_loop",
+    "new_server_loop",
     "retire_idle",
     "run",
     "run_coroutine",
@@ -422,6 +423,21 @@ def new_loop(owner: object = None) -> asyncio.AbstractEventLoop:
     of a host that must exit though a tool left a thread stuck."""
     loop = _Loop()
     loop.set_default_executor(_Executor(owner))
+    return loop
+
+
+def new_server_loop() -> asyncio.AbstractEventLoop:
+    """:func:`new_loop` for a stdio server, on uvloop where it is installed (the ``mcp``
+    extra brings it): a message costs the ``codex-tools proxy`` a third less time in the
+    event loop, the larger part of what it adds to a call. uvloop wakes on a signal by
+    itself, and the server ends the process from inside the loop, never shutting it down.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return new_loop()
+    loop = uvloop.new_event_loop()
+    loop.set_default_executor(_Executor(None))
     return loop
 
 

@@ -23,11 +23,14 @@ import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from codex_tools import ToolRegistry, __version__
 from codex_tools._cli import CLIError
 from codex_tools._cli._loading import load_registry
+
+if TYPE_CHECKING:
+    from codex_tools._endpoint import MetricsServer
 
 __all__ = [
     "add_parser",
@@ -168,11 +171,11 @@ def serve_until_stopped(
                 code = 1
             _exit(128 + stopped_by[0] if stopped_by else code)
 
-    from codex_tools._runners import new_loop
+    from codex_tools._runners import new_server_loop
 
     try:
-        # The core's loop: sync tools run on its bounded pool, as everywhere else.
-        anyio.run(main, backend_options={"loop_factory": new_loop})
+        # The core's pool: sync tools run on it, bounded, as everywhere else.
+        anyio.run(main, backend_options={"loop_factory": new_server_loop})
     except KeyboardInterrupt:  # before the signal handler was in place
         _exit(130)
     _exit(1)  # not reached: main ends the process
@@ -190,17 +193,20 @@ def _exit(code: int) -> NoReturn:
     os._exit(code)
 
 
-def metrics_endpoint(registry: ToolRegistry, port: int | None, *, verbose: bool) -> None:
+def metrics_endpoint(
+    registry: ToolRegistry, port: int | None, *, verbose: bool
+) -> MetricsServer | None:
     """Serve ``/metrics`` and ``/metrics.json`` on 127.0.0.1 from now on, if a port is
     given. Without prometheus_client, ``/metrics.json`` (all that ``codex-tools top``
     reads) is still served, and ``/metrics`` says what to install.
 
-    Never closed: the process ends with the server (:func:`serve_until_stopped`), which
-    frees the port, and closing would hold a stopping server up to 0.1 s, the endpoint
-    thread's poll (longer than Claude Code waits before its next signal).
+    The commands never close it: the process ends with the server
+    (:func:`serve_until_stopped`), which frees the port, and closing would hold a
+    stopping server up to 0.1 s, the endpoint thread's poll (longer than Claude Code
+    waits before its next signal).
     """
     if port is None:
-        return
+        return None
     from codex_tools._endpoint import MetricsServer
 
     def start() -> MetricsServer:
@@ -212,8 +218,9 @@ def metrics_endpoint(registry: ToolRegistry, port: int | None, *, verbose: bool)
         return serve_metrics(registry, "127.0.0.1", port)
 
     try:
-        url = start().url
+        server = start()
     except OSError as error:
         raise CLIError(f"cannot serve metrics on 127.0.0.1:{port}: {error.strerror}") from None
     if verbose:
-        say(f"codex-tools: metrics at {url}/metrics")
+        say(f"codex-tools: metrics at {server.url}/metrics")
+    return server
