@@ -1,9 +1,9 @@
 """``python -m benchmarks._mcp_sdk_floor COMMAND [ARG...]``: the floor under ``codex-tools proxy``.
 
 The ``mcp`` SDK's lowlevel ``Server`` in front of a ``ClientSession`` to COMMAND, on the
-same pipes the proxy uses (``Inbox``, ``PipeWriter``), with nothing of ours in between:
-no registry, no metering, no relay of notifications. What the proxy adds over this is
-what codex-tools costs; the rest is the SDK's per-message work.
+same pipes and event loop the proxy uses (``Inbox``, ``PipeWriter``), with nothing of
+ours in between: no registry, no metering, no relay of notifications. What the proxy
+adds over this is what codex-tools costs; the rest is the SDK's per-message work.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.server.lowlevel import Server
 
+from codex_tools._runners import new_server_loop
 from codex_tools.contrib.mcp._stdio import Inbox, PipeWriter, serve_over_stdio
 from codex_tools.contrib.mcp._upstream import read_upstream, stop
 
@@ -48,4 +49,6 @@ async def serve(upstream: subprocess.Popen[bytes]) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(serve, subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+    upstream = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    # The proxy's own event loop (uvloop where installed), so the two compare like for like.
+    anyio.run(serve, upstream, backend_options={"loop_factory": new_server_loop})
