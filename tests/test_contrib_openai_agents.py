@@ -360,6 +360,36 @@ class TestInstrument:
         assert outcomes(registry) == {"crash": (0, 1)}
         assert registry.metrics()["crash"]["last_error"]["message"] == "crashed on 3"
 
+    async def test_a_hidden_failure_stays_with_its_own_call_and_is_not_kept(
+        self, registry: ToolRegistry
+    ) -> None:
+        # One ToolContext for a call that fails and one that follows: the failure noted on
+        # it is the first call's alone, and nothing of it stays on the context afterwards.
+        context = ToolContext(
+            context=None, tool_name="crash", tool_call_id="rt-1", tool_arguments=""
+        )
+        with instrument(registry):
+            for tool_, arguments in ((crash, '{"x": 3}'), (double, '{"x": 2}')):
+                await agents.tool.invoke_function_tool(
+                    function_tool=tool_, context=context, arguments=arguments
+                )
+                assert not [e for e in vars(context).values() if isinstance(e, BaseException)]
+        assert outcomes(registry) == {"crash": (0, 1), "double": (1, 0)}
+
+    async def test_a_failure_formatted_outside_a_metered_call_is_neither_counted_nor_kept(
+        self, registry: ToolRegistry
+    ) -> None:
+        context = ToolContext(
+            context=None, tool_name="crash", tool_call_id="rt-1", tool_arguments=""
+        )
+        with instrument(registry):
+            told = await agents.tool.maybe_invoke_function_tool_failure_error_function(
+                function_tool=crash, context=context, error=RuntimeError("formatted alone")
+            )
+        assert told == "An error occurred while running the tool. Please try again."
+        assert registry.metrics() == {}
+        assert not [each for each in vars(context).values() if isinstance(each, BaseException)]
+
     async def test_instrumenting_twice_counts_once_and_the_last_handle_restores_the_sdk(
         self, serve: Servers, registry: ToolRegistry
     ) -> None:
