@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from codex_tools import _call
+from codex_tools import telemetry as _telemetry
 from codex_tools._call import (
     FAILURES,
     FIRST_TRY,
@@ -153,7 +154,8 @@ class ToolRegistry:
         :class:`MeasuredCall`. For an adapter's wrapper that ends the call itself, in the
         same thread, with ``_call.succeed``/``failed``: it sits on the path of every tool
         call of a framework, where an object and three calls less is ~0.7 µs less."""
-        known = self._tools.get(name)
+        # The tool's metadata goes only into events: looked up only for someone to see it.
+        known = self._tools.get(name) if _telemetry._tool_events_watched else None
         return begin(
             self._metrics,
             name,
