@@ -82,7 +82,9 @@ def _scenarios(names: str) -> list[str]:
     chosen = [name.strip() for name in names.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in SCENARIOS]
     if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"unknown scenario {', '.join(unknown) or names!r}")
+        raise argparse.ArgumentTypeError(
+            f"unknown scenario {', '.join(unknown) or repr(names)} (of {', '.join(SCENARIOS)})"
+        )
     return chosen
 
 

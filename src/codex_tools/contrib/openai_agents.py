@@ -174,7 +174,8 @@ def _without_empty_required(schema: Any) -> Any:
 #: Where a failure the SDK hides from the caller (it shows the model text instead) is
 #: noted while a metered call runs: on the call's ``ToolContext``, which the SDK hands on to
 #: its failure formatter and its MCP result handling, as it notes there itself that its
-#: default formatter handled a failure. (A ContextVar and a holder object per call cost ~4x.)
+#: default formatter handled a failure. (A ContextVar and a holder object per call cost
+#: twice as much.)
 _NOTE = "_codex_tools_failure"
 _UNMETERED = object()
 
