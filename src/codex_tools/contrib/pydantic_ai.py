@@ -9,7 +9,7 @@ Each direction is a plain pydantic-ai extension point::
 
 :class:`RegistryToolset` offers the registry's tools and calls them through
 ``ToolRegistry.ainvoke``; :class:`Metered` counts every other tool call of the agent
-through ``ToolRegistry.measure``. Both tag a call as pydantic-ai sees it: its tool-call id
+as ``ToolRegistry.measure`` does. Both tag a call as pydantic-ai sees it: its tool-call id
 is the ``call_id``, ``originator`` is ``"pydantic-ai"``, the run's ``conversation_id`` and
 ``run_id`` are the ``thread_id`` and ``turn_id``, and pydantic-ai's count of the tool's
 retries makes ``attempt`` (1 + retries so far) and ``retry``.
@@ -220,7 +220,7 @@ class Metered(AbstractCapability[Any]):
 
     ``Agent(model, capabilities=[Metered(registry)])``: each call of a function tool, an
     MCP tool or any other toolset's tool is counted under the name the model called it
-    by, through ``ToolRegistry.measure``, with the same context as :class:`RegistryToolset`
+    by, as ``ToolRegistry.measure`` counts, with the same context as :class:`RegistryToolset`
     gives. It sits innermost among the agent's capabilities, so each time an outer one
     runs the tool again is counted too.
 
