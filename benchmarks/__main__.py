@@ -1,4 +1,5 @@
-"""``python -m benchmarks [--quick] [--json PATH]``: run every scenario, print one table."""
+"""``python -m benchmarks [--quick] [--only NAMES] [--json PATH]``: run every scenario (or
+the named ones), print one table."""
 
 from __future__ import annotations
 
@@ -28,21 +29,29 @@ from benchmarks import (
 )
 from benchmarks._harness import Check, Row, Sizes
 
-SCENARIOS = (
-    _sync.run,
-    _async.run,
-    _scale.run,
-    _merge.run,
-    _timeouts.run,
-    _adapter_pydantic_ai.run,
-    _adapter_langchain.run,
-    _adapter_openai_agents.run,
-)
+#: Every scenario, in the order a run takes them, by the name ``--only`` picks it by.
+SCENARIOS = {
+    "sync": _sync.run,
+    "async": _async.run,
+    "scale": _scale.run,
+    "merge": _merge.run,
+    "timeouts": _timeouts.run,
+    "pydantic-ai": _adapter_pydantic_ai.run,
+    "langchain": _adapter_langchain.run,
+    "openai-agents": _adapter_openai_agents.run,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        type=_scenarios,
+        default=list(SCENARIOS),
+        help=f"comma-separated scenarios to run, of: {', '.join(SCENARIOS)}",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write every row and sample here")
     parser.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
     options = parser.parse_args(argv)
@@ -50,8 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = Check()
     started = time.perf_counter()
     rows: list[Row] = []
-    for scenario in SCENARIOS:
-        rows += scenario(sizes, check)
+    for name in options.only:
+        rows += SCENARIOS[name](sizes, check)
     machine = _machine()
     machine["seconds"] = round(time.perf_counter() - started, 1)
     console = Console()
@@ -67,6 +76,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for failure in check.failures:
         print(f"check failed: {failure}", file=sys.stderr)
     return 1 if check.failures else 0
+
+
+def _scenarios(names: str) -> list[str]:
+    chosen = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in SCENARIOS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown scenario {', '.join(unknown) or repr(names)} (of {', '.join(SCENARIOS)})"
+        )
+    return chosen
 
 
 def _machine() -> dict[str, Any]:

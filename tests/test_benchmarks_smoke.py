@@ -37,12 +37,22 @@ def test_a_wrong_count_fails_the_run() -> None:
     code = (
         "import sys; from benchmarks import __main__, _scale; "
         "_scale.calls = lambda registry, name: -1; "  # the thread scenario miscounts
-        "__main__.SCENARIOS = (_scale.run,); "  # and only it runs: the check is what counts
-        "sys.exit(__main__.main(['--quick']))"
+        "sys.exit(__main__.main(['--quick', '--only', 'scale']))"  # the check is what counts
     )
     done = python("-c", code)
     assert done.returncode == 1
     assert "check failed: 1 threads: -1 counted" in done.stderr
+
+
+def test_only_runs_the_scenarios_named_and_refuses_an_unknown_one(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = python("-m", "benchmarks", "--quick", "--only", "sync, pydantic-ai", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    scenarios = {row["scenario"].split()[0] for row in json.loads(out.read_text())["rows"]}
+    assert scenarios == {"1", "2", "4", "pydantic-ai"}  # _sync has scenarios 1, 2 and 4
+    refused = python("-m", "benchmarks", "--only", "sync,nonesuch")
+    assert refused.returncode == 2
+    assert "unknown scenario nonesuch" in refused.stderr
 
 
 @pytest.mark.slow

@@ -239,6 +239,16 @@ async def sleepy(x: int) -> int:
     return x
 
 
+def realtime_context() -> ToolContext[Any]:
+    """A ToolContext as the SDK's realtime sessions make one, outside any run."""
+    return ToolContext(context=None, tool_name="crash", tool_call_id="rt-1", tool_arguments="")
+
+
+def exceptions_on(context: ToolContext[Any]) -> list[BaseException]:
+    """What of a failure an SDK context keeps (a traceback's frames stay alive with it)."""
+    return [each for each in vars(context).values() if isinstance(each, BaseException)]
+
+
 #: Every attribute instrument() replaces, as the SDK defines it.
 WRAPPED = [
     (agents.run_internal.tool_execution, "_invoke_function_tool_with_metadata"),
@@ -349,9 +359,7 @@ class TestInstrument:
         self, registry: ToolRegistry
     ) -> None:
         # invoke_function_tool is how the SDK's realtime sessions call function tools.
-        context = ToolContext(
-            context=None, tool_name="crash", tool_call_id="rt-1", tool_arguments=""
-        )
+        context = realtime_context()
         with instrument(registry):
             told = await agents.tool.invoke_function_tool(
                 function_tool=crash, context=context, arguments='{"x": 3}'
@@ -359,6 +367,32 @@ class TestInstrument:
         assert told == "An error occurred while running the tool. Please try again."
         assert outcomes(registry) == {"crash": (0, 1)}
         assert registry.metrics()["crash"]["last_error"]["message"] == "crashed on 3"
+
+    async def test_a_hidden_failure_stays_with_its_own_call_and_is_not_kept(
+        self, registry: ToolRegistry
+    ) -> None:
+        # One ToolContext for a call that fails and one that follows: the failure noted on
+        # it is the first call's alone, and nothing of it stays on the context afterwards.
+        context = realtime_context()
+        with instrument(registry):
+            for tool_, arguments in ((crash, '{"x": 3}'), (double, '{"x": 2}')):
+                await agents.tool.invoke_function_tool(
+                    function_tool=tool_, context=context, arguments=arguments
+                )
+                assert not exceptions_on(context)
+        assert outcomes(registry) == {"crash": (0, 1), "double": (1, 0)}
+
+    async def test_a_failure_formatted_outside_a_metered_call_is_neither_counted_nor_kept(
+        self, registry: ToolRegistry
+    ) -> None:
+        context = realtime_context()
+        with instrument(registry):
+            told = await agents.tool.maybe_invoke_function_tool_failure_error_function(
+                function_tool=crash, context=context, error=RuntimeError("formatted alone")
+            )
+        assert told == "An error occurred while running the tool. Please try again."
+        assert registry.metrics() == {}
+        assert not exceptions_on(context)
 
     async def test_instrumenting_twice_counts_once_and_the_last_handle_restores_the_sdk(
         self, serve: Servers, registry: ToolRegistry

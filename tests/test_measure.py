@@ -162,6 +162,37 @@ class TestByHand:
             thread.join()
         assert _row(registry, "fetch") == (100, 0, 0)
 
+    @pytest.mark.parametrize("how", ["succeed", "fail", "block"])
+    def test_of_ends_racing_in_several_threads_exactly_one_counts(
+        self, registry: ToolRegistry, how: str
+    ) -> None:
+        calls = [registry.measure("fetch") for _ in range(200)]
+        start = threading.Barrier(4)
+        refused: list[int] = []
+
+        def end_them_all() -> None:
+            start.wait()
+            for call in calls:
+                try:
+                    if how == "block":
+                        with call:  # a block whose call has ended ends nothing
+                            pass
+                    else:
+                        _end(call, how)
+                except RuntimeError:
+                    refused.append(1)
+
+        racers = [threading.Thread(target=end_them_all) for _ in range(4)]
+        for thread in racers:
+            thread.start()
+        for thread in racers:
+            thread.join()
+        assert sum(_row(registry, "fetch")[:2]) == 200
+        assert _row(registry, "fetch")[2] == 0
+        if how != "block":
+            assert len(refused) == 3 * 200
+        assert all(call.ended for call in calls)
+
     def test_a_reset_before_the_end_leaves_the_new_counters_alone(
         self, registry: ToolRegistry
     ) -> None:

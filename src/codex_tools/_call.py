@@ -11,6 +11,7 @@ waited for; the runners (``_runners``) add where.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -47,6 +48,7 @@ Tags = tuple[int, bool]
 FIRST_TRY: Tags = (1, False)  # the tags of a call with no context
 
 _span_tokens = itertools.count(1)
+_get_ident = threading.get_ident
 _TOOL_START, _TOOL_SUCCESS, _TOOL_FAILURE = _telemetry.TOOL_EVENTS
 _JSON_TYPES = (str, bytes, bytearray)
 
@@ -141,7 +143,11 @@ def begin(
 
     An interrupt raised by a start handler ends the call, as a failure, and propagates.
     """
-    shard = metrics.shard(name)
+    # The calling thread's shard of the tool's stats (MetricsStore.shard, inlined: it is
+    # on the path of every call, and a Python call costs more than these lines).
+    stats = metrics.by_name.get(name) or metrics.stats(name)
+    ident = _get_ident()
+    shard = stats.shards.get(ident) or stats.new_shard(ident)
     meta = None
     if _telemetry._tool_events_watched:
         meta = _start_metadata(name, metadata, args, context, tags)

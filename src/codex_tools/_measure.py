@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any
 
-from codex_tools._call import FIRST_TRY, begin, failed, succeed, tags
-from codex_tools._metrics import MetricsStore, Shard
+from codex_tools._call import failed, succeed
+from codex_tools._metrics import Shard
 
 __all__ = ["MeasuredCall"]
 
@@ -34,24 +34,17 @@ class MeasuredCall:
     ``succeed``/``fail`` ends nothing. The end may come from another thread than the start.
     """
 
-    __slots__ = ("_ending", "_meta", "_shard", "_start", "name", "output")
+    __slots__ = ("_meta", "_open", "_start", "name", "output")
 
-    def __init__(
-        self,
-        metrics: MetricsStore,
-        name: str,
-        metadata: Mapping[str, Any],
-        arguments: Any,
-        context: Mapping[str, Any] | None,
-    ) -> None:
-        if not isinstance(name, str):
-            raise TypeError(f"a tool name is a string, not {type(name).__name__}")
+    def __init__(self, name: str, shard: Shard, meta: dict[str, Any] | None) -> None:
+        """A call that ``ToolRegistry.measure`` has begun (counted in ``shard``)."""
         self.name = name
         #: what the success event carries when the ``with`` block ends normally
         self.output: Any = None
-        self._ending = threading.Lock()  # taken by the one end, never released
-        try_tags = FIRST_TRY if context is None else tags(context, 0)
-        self._shard, self._meta = begin(metrics, name, metadata, arguments, context, try_tags)
+        self._meta = meta
+        # The one end pops it: ``list.pop`` is atomic, so of two ends racing in two threads
+        # only one takes the shard; and a list costs half as much as a lock.
+        self._open = [shard]
         self._start = _perf_ns()
 
     def __repr__(self) -> str:
@@ -60,12 +53,14 @@ class MeasuredCall:
 
     @property
     def ended(self) -> bool:
-        return self._ending.locked()
+        return not self._open
 
     def succeed(self, output: Any = None) -> None:
         """End the call as a success returning ``output``."""
         duration = _perf_ns() - self._start
-        shard = self._end()
+        shard = self._take()
+        if shard is None:
+            raise self._ended_already()
         self.output = output
         succeed(shard, self._meta, output, duration)
 
@@ -75,23 +70,30 @@ class MeasuredCall:
         duration = _perf_ns() - self._start
         if not isinstance(error, BaseException):
             raise TypeError(f"fail() takes an exception, not {type(error).__name__}")
-        failed(self._end(), self._meta, error, duration)
+        shard = self._take()
+        if shard is None:
+            raise self._ended_already()
+        failed(shard, self._meta, error, duration)
 
-    def _end(self) -> Shard:
-        """Take the one end, or raise :class:`RuntimeError` if it was taken; the shard
-        to count it in."""
-        if not self._ending.acquire(False):
-            raise RuntimeError(f"the call of {self.name!r} has already ended")
-        shard = self._shard
-        return shard if shard.owner == _get_ident() else self._other_shard()
+    def _take(self) -> Shard | None:
+        """Take the one end: the shard to count it in, or None if it was taken.
 
-    def _other_shard(self) -> Shard:
-        """Where an end in another thread than the start is counted: each thread writes
-        only to its own shard of the stats the start was counted in (a reset since then
-        leaves the new stats alone)."""
-        stats = self._shard.stats
+        An end in another thread than the start is counted in that thread's shard of the
+        stats the start was counted in: each thread writes only to its own (and a reset
+        since the start leaves the new stats alone).
+        """
+        try:
+            shard = self._open.pop()
+        except IndexError:
+            return None
         ident = _get_ident()
+        if shard.owner == ident:
+            return shard
+        stats = shard.stats
         return stats.shards.get(ident) or stats.new_shard(ident)
+
+    def _ended_already(self) -> RuntimeError:
+        return RuntimeError(f"the call of {self.name!r} has already ended")
 
     def __enter__(self) -> MeasuredCall:
         return self
@@ -103,11 +105,9 @@ class MeasuredCall:
         traceback: TracebackType | None,
     ) -> None:
         duration = _perf_ns() - self._start
-        if not self._ending.acquire(False):  # ended inside the block: nothing left to end
+        shard = self._take()
+        if shard is None:  # ended inside the block: nothing left to end
             return
-        shard = self._shard
-        if shard.owner != _get_ident():
-            shard = self._other_shard()
         if exc is None:
             succeed(shard, self._meta, self.output, duration)
         else:

@@ -292,32 +292,34 @@ def latency_buckets(hist: dict[int, int], order: list[int]) -> list[list[float |
 class MetricsStore:
     """The stats of every tool of one registry, keyed by name."""
 
-    __slots__ = ("_lock", "_stats")
+    __slots__ = ("_lock", "by_name")
 
     def __init__(self) -> None:
-        self._stats: dict[str, ToolStats] = {}
+        #: read without the lock: ``_call.begin`` looks up the stats a call is counted in
+        self.by_name: dict[str, ToolStats] = {}
         self._lock = threading.Lock()
 
     def shard(self, name: str) -> Shard:
-        """The calling thread's shard of ``name``'s stats: where its calls are counted."""
-        stats = self._stats.get(name) or self.stats(name)
+        """The calling thread's shard of ``name``'s stats: where its calls are counted
+        (``_call.begin`` has it inlined)."""
+        stats = self.by_name.get(name) or self.stats(name)
         ident = _get_ident()
         return stats.shards.get(ident) or stats.new_shard(ident)
 
     def stats(self, name: str) -> ToolStats:
         """The stats of ``name``, made on its first counted call."""
-        stats = self._stats.get(name)
+        stats = self.by_name.get(name)
         if stats is None:
             with self._lock:
-                stats = self._stats.setdefault(name, ToolStats())
+                stats = self.by_name.setdefault(name, ToolStats())
         return stats
 
     def snapshot(self, buckets: bool = False) -> dict[str, dict[str, Any]]:
-        return {name: stats.snapshot(buckets) for name, stats in list(self._stats.items())}
+        return {name: stats.snapshot(buckets) for name, stats in list(self.by_name.items())}
 
     def reset(self) -> None:
         with self._lock:
-            self._stats = {}
+            self.by_name = {}
 
     def after_fork_in_child(self) -> None:
         """Empty metrics, so that summing a pre-fork server's processes counts every call
@@ -325,6 +327,6 @@ class MetricsStore:
         flight ends on the old stats, unseen, as across a reset; their locks are made
         afresh all the same, since another thread may have held one at the fork."""
         self._lock = threading.Lock()
-        for stats in self._stats.values():
+        for stats in self.by_name.values():
             stats.lock = threading.Lock()
-        self._stats = {}
+        self.by_name = {}

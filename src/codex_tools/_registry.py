@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from codex_tools import _call
+from codex_tools import telemetry as _telemetry
 from codex_tools._call import (
     FAILURES,
     FIRST_TRY,
@@ -35,7 +36,7 @@ from codex_tools._errors import (
     ToolNotFoundError,
 )
 from codex_tools._measure import NO_METADATA, MeasuredCall
-from codex_tools._metrics import MetricsStore, error_info
+from codex_tools._metrics import MetricsStore, Shard, error_info
 from codex_tools._retry import backoff_delay
 from codex_tools._runners import call_async, call_in_thread, run_coroutine
 from codex_tools._tool import Tool, tool
@@ -141,9 +142,28 @@ class ToolRegistry:
         """Count a call that runs elsewhere (a framework's tool, an upstream server's) as
         ``invoke`` counts its own; the name need not be registered. Use the result as a
         ``with``/``async with`` block, or end it by hand with ``succeed``/``fail``."""
-        known = self._tools.get(name) if type(name) is str else None
-        metadata = NO_METADATA if known is None else known.metadata
-        return MeasuredCall(self._metrics, name, metadata, arguments, context)
+        if not isinstance(name, str):
+            raise TypeError(f"a tool name is a string, not {type(name).__name__}")
+        shard, meta = self._begin(name, arguments, context)
+        return MeasuredCall(name, shard, meta)
+
+    def _begin(
+        self, name: str, arguments: Any, context: Mapping[str, Any] | None
+    ) -> tuple[Shard, dict[str, Any] | None]:
+        """Begin a call that runs elsewhere: what :meth:`measure` does, without the
+        :class:`MeasuredCall`. For an adapter's wrapper that ends the call itself, in the
+        same thread, with ``_call.succeed``/``failed``: it sits on the path of every tool
+        call of a framework, where an object and three calls less is ~0.7 µs less."""
+        # The tool's metadata goes only into events: looked up only for someone to see it.
+        known = self._tools.get(name) if _telemetry._tool_events_watched else None
+        return begin(
+            self._metrics,
+            name,
+            NO_METADATA if known is None else known.metadata,
+            arguments,
+            context,
+            FIRST_TRY if context is None else tags(context, 0),
+        )
 
     def invoke(
         self,

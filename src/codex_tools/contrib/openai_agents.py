@@ -38,7 +38,6 @@ The extra pins the SDK to the minor version these are tested against.
 
 from __future__ import annotations
 
-import contextvars
 import copy
 import threading
 import time
@@ -71,12 +70,16 @@ from codex_tools import (
     default_registry,
 )
 from codex_tools import telemetry as _telemetry
+from codex_tools._call import failed, succeed
+from codex_tools._metrics import Shard
 from codex_tools.autorun._openai import check_name
 
 __all__ = ["ORIGINATOR", "Instrumentation", "function_tools", "instrument"]
 
 #: The ``originator`` of every call this adapter reports.
 ORIGINATOR = "openai-agents"
+
+_perf_ns = time.perf_counter_ns
 
 
 def function_tools(registry: ToolRegistry | None = None) -> list[FunctionTool]:
@@ -168,19 +171,13 @@ def _without_empty_required(schema: Any) -> Any:
 # -- metering the SDK's own tool calls ------------------------------------------------------
 
 
-class _Outcome:
-    """How the tool call under way ended, where the SDK hides it from the caller."""
-
-    __slots__ = ("error",)
-
-    def __init__(self) -> None:
-        self.error: BaseException | None = None
-
-
-#: The outcome of the function tool call running in this task (and the tasks it starts).
-_outcome: contextvars.ContextVar[_Outcome | None] = contextvars.ContextVar(
-    "codex_tools.contrib.openai_agents.outcome", default=None
-)
+#: Where a failure the SDK hides from the caller (it shows the model text instead) is
+#: noted while a metered call runs: on the call's ``ToolContext``, which the SDK hands on to
+#: its failure formatter and its MCP result handling, as it notes there itself that its
+#: default formatter handled a failure. (A ContextVar and a holder object per call cost
+#: twice as much.)
+_NOTE = "_codex_tools_failure"
+_UNMETERED = object()
 
 _lock = threading.Lock()
 _counts: dict[ToolRegistry, int] = {}  # instrumented registries, with their handle counts
@@ -308,32 +305,40 @@ def _metering(invoke: Invoke) -> Invoke:
             else None
         )
         name = function_tool.name
-        calls = []  # a loop, not a comprehension: no function object per call on 3.11
+        # Begun and ended on the call core, without a MeasuredCall per registry: the call
+        # ends right here, in this task, and this is on the path of every tool call.
+        begun = []  # a loop, not a comprehension: no function object per call on 3.11
         for each in registries:
-            calls.append(each.measure(name, arguments, where))  # noqa: PERF401
-        limit = function_tool.timeout_seconds
-        started = 0.0 if limit is None else time.monotonic()
-        outcome = _Outcome()
-        token = _outcome.set(outcome)
+            begun.append(each._begin(name, arguments, where))  # noqa: PERF401
+        notes = context.__dict__
+        notes[_NOTE] = None
+        start = _perf_ns()
         try:
             result = await invoke(function_tool=function_tool, context=context, arguments=arguments)
         except BaseException as raised:  # every end is counted, then re-raised
-            for call in calls:
-                call.fail(raised)
+            notes.pop(_NOTE, None)
+            _failed_all(begun, _perf_ns() - start, raised)
             raise
-        finally:
-            _outcome.reset(token)
-        failure = outcome.error
+        duration = _perf_ns() - start
+        failure = notes.pop(_NOTE, None)
+        limit = function_tool.timeout_seconds
         if failure is None and limit is not None:
-            failure = _timed_out(function_tool, limit, result, time.monotonic() - started)
-        for call in calls:
-            if failure is None:
-                call.succeed(result.output)
-            else:
-                call.fail(failure)
+            failure = _timed_out(function_tool, limit, result, duration / 1e9)
+        if failure is None:
+            for shard, meta in begun:
+                succeed(shard, meta, result.output, duration)
+        else:
+            _failed_all(begun, duration, failure)
         return result
 
     return invoke_metered
+
+
+def _failed_all(
+    begun: list[tuple[Shard, dict[str, Any] | None]], duration: int, error: BaseException
+) -> None:
+    for shard, meta in begun:
+        failed(shard, meta, error, duration)
 
 
 def _timed_out(
@@ -350,9 +355,7 @@ def _noting_handled_errors(handle: Invoke) -> Invoke:
     async def handle_noted(
         *, function_tool: FunctionTool, context: RunContextWrapper[Any], error: BaseException
     ) -> Any:
-        outcome = _outcome.get()
-        if outcome is not None and outcome.error is None:
-            outcome.error = error
+        _note(context, error)
         return await handle(function_tool=function_tool, context=context, error=error)
 
     return handle_noted
@@ -362,13 +365,23 @@ def _noting_mcp_errors(extract: classmethod[Any, ..., Any]) -> classmethod[Any, 
     function = extract.__func__
 
     async def extract_noted(cls: type[MCPUtil], **kwargs: Any) -> Any:
-        outcome = _outcome.get()
         result = kwargs["result"]
-        if outcome is not None and outcome.error is None and _is_error(result):
-            outcome.error = ToolExecutionError(_text(result), tool=kwargs["tool_display_name"])
+        if _is_error(result):
+            _note(
+                kwargs["context"],
+                ToolExecutionError(_text(result), tool=kwargs["tool_display_name"]),
+            )
         return await function(cls, **kwargs)
 
     return classmethod(extract_noted)
+
+
+def _note(context: Any, error: BaseException) -> None:
+    """Note how the metered call running on ``context`` failed, if it is one and no
+    failure was noted yet (the first is the tool's own)."""
+    notes = getattr(context, "__dict__", None)
+    if notes is not None and notes.get(_NOTE, _UNMETERED) is None:
+        notes[_NOTE] = error
 
 
 def _is_error(result: Any) -> bool:

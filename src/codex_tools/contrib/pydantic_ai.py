@@ -9,7 +9,7 @@ Each direction is a plain pydantic-ai extension point::
 
 :class:`RegistryToolset` offers the registry's tools and calls them through
 ``ToolRegistry.ainvoke``; :class:`Metered` counts every other tool call of the agent
-through ``ToolRegistry.measure``. Both tag a call as pydantic-ai sees it: its tool-call id
+as ``ToolRegistry.measure`` does. Both tag a call as pydantic-ai sees it: its tool-call id
 is the ``call_id``, ``originator`` is ``"pydantic-ai"``, the run's ``conversation_id`` and
 ``run_id`` are the ``thread_id`` and ``turn_id``, and pydantic-ai's count of the tool's
 retries makes ``attempt`` (1 + retries so far) and ``retry``.
@@ -18,6 +18,7 @@ retries makes ``attempt`` (1 + retries so far) and ``retry``.
 from __future__ import annotations
 
 import itertools
+import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,8 +56,11 @@ from pydantic_core import from_json
 
 from codex_tools import Tool, ToolArgumentsError, ToolError, ToolRegistry, default_registry
 from codex_tools import telemetry as _telemetry
+from codex_tools._call import failed, succeed
 
 __all__ = ["Metered", "RegistryToolset"]
+
+_perf_ns = time.perf_counter_ns
 
 _ORIGINATOR = "pydantic-ai"
 
@@ -216,7 +220,7 @@ class Metered(AbstractCapability[Any]):
 
     ``Agent(model, capabilities=[Metered(registry)])``: each call of a function tool, an
     MCP tool or any other toolset's tool is counted under the name the model called it
-    by, through ``ToolRegistry.measure``, with the same context as :class:`RegistryToolset`
+    by, as ``ToolRegistry.measure`` counts, with the same context as :class:`RegistryToolset`
     gives. It sits innermost among the agent's capabilities, so each time an outer one
     runs the tool again is counted too.
 
@@ -272,24 +276,27 @@ class Metered(AbstractCapability[Any]):
             return await handler(args)
         # The whole context only when a handler watches tool events; else only what
         # counting reads, the try's number (none on a first try): a dict per call less,
-        # on the path of every tool call of the agent.
+        # on the path of every tool call of the agent. For the same reason the call is
+        # begun and ended on the call core, without a MeasuredCall: it ends right here,
+        # in this task.
         if _telemetry._tool_events_watched:
             context: dict[str, Any] | None = _context(ctx)
         else:
             context = {"attempt": ctx.retry + 1} if ctx.retry else None
-        measured = self.registry.measure(call.tool_name, args, context)
+        shard, meta = self.registry._begin(call.tool_name, args, context)
+        start = _perf_ns()
         try:
             result = await handler(args)
         except SkipToolExecution as skipped:
-            measured.succeed(skipped.result)
+            succeed(shard, meta, skipped.result, _perf_ns() - start)
             raise
         except (CallDeferred, ApprovalRequired):
-            measured.succeed(None)
+            succeed(shard, meta, None, _perf_ns() - start)
             raise
         except BaseException as error:
-            measured.fail(_what_the_tool_raised(error))
+            failed(shard, meta, _what_the_tool_raised(error), _perf_ns() - start)
             raise
-        measured.succeed(result)
+        succeed(shard, meta, result, _perf_ns() - start)
         return result
 
 
